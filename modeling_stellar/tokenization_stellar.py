@@ -391,7 +391,7 @@ def _float_column(column: Any, name: str, unit: str) -> np.ndarray:
         result = data.astype(np.float64)
     except (TypeError, ValueError):
         result = np.empty(len(data))
-        for star, item in enumerate(data):
+        for star, item in enumerate(data.tolist()):
             if item is None or type(item).__name__ == "NAType":
                 result[star] = np.nan
                 continue

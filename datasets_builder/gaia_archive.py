@@ -1,0 +1,295 @@
+"""Read Gaia DR3 ``xp_continuous_mean_spectrum`` files as the Gaia archive exports them.
+
+The archive (https://gea.esac.esa.int/archive/) serves the table in CSV, ECSV, FITS and VOTable, the
+text formats optionally gzip-compressed, and the bulk-download area (``Gaia/gdr3/Spectroscopy/
+xp_continuous_mean_spectrum/``) serves ECSV files named ``*.csv.gz``. The formats pack the array columns
+differently:
+
+- CSV: a string ``"(c0, c1, ...)"`` per cell; an empty field when the band has no solution.
+- ECSV: a JSON list ``"[c0,c1,...]"`` per cell (``subtype: float64[null]``).
+- FITS: variable-length array columns (``PD(55)``, ``PE(55)``, ``PE(1485)``); a zero-length array
+  when the band has no solution. Fixed-length vector columns (``55D``) are read too.
+- VOTable: ``arraysize="*"`` fields; an empty or null cell when the band has no solution.
+
+`read_gaia_xp` returns the same table, with the same numbers, whatever the format: the scalar and
+array columns are cast to the archive's own data types first (``*_coefficients`` float64, their errors
+and correlations float32, from the archive data model that the ECSV header and the FITS ``TFORM`` state),
+so a float32 printed in a CSV string and the same float32 stored in FITS give identical values.
+
+Gaia data: ESA/Gaia/DPAC, CC BY-SA 3.0 IGO. Data model: Gaia DR3 documentation, Chapter 20
+(``xp_continuous_mean_spectrum``); the basis: De Angeli et al. 2023, A&A 674, A2; Carrasco et al. 2021,
+A&A 652, A86.
+"""
+
+from __future__ import annotations
+
+import gzip
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["MISSING_N_RELEVANT_BASES", "XP_N_COEFFICIENTS", "XP_N_CORRELATIONS", "read_gaia_xp"]
+
+XP_N_COEFFICIENTS = 55
+"""Basis functions per band (BP or RP) in Gaia DR3: 55 Hermite functions (Carrasco et al. 2021, Sect. 3;
+De Angeli et al. 2023, Sect. 2). Gaia DR4 may change it; it is the expected array length here."""
+
+XP_N_CORRELATIONS = XP_N_COEFFICIENTS * (XP_N_COEFFICIENTS - 1) // 2
+"""1485: the strictly lower triangle of the 55 x 55 correlation matrix, which is how the archive packs
+``*_coefficient_correlations`` (derived: n (n - 1) / 2 for n = 55)."""
+
+MISSING_N_RELEVANT_BASES = 0
+"""``*_n_relevant_bases`` given to a band without a solution: no basis function is relevant, so every
+coefficient of that band counts as missing wherever coefficients at or beyond it are masked."""
+
+BANDS = ("bp", "rp")
+
+_ARRAY_COLUMNS = {
+    "coefficients": (XP_N_COEFFICIENTS, np.float64),
+    "coefficient_errors": (XP_N_COEFFICIENTS, np.float32),
+    "coefficient_correlations": (XP_N_CORRELATIONS, np.float32),
+}
+"""Per-band array columns: suffix -> (length, archive data type)."""
+
+_FLOAT_COLUMNS = ("standard_deviation", "chi_squared", "relative_shrinking")
+"""Per-band float32 diagnostics kept when present (NaN for a band without a solution)."""
+
+PASSTHROUGH_COLUMNS = ("ra", "dec", "pmra", "pmdec", "phot_g_mean_mag", "phot_bp_mean_mag", "phot_rp_mean_mag")
+"""``gaia_source`` columns kept (as float64, NaN when masked) when an ADQL query joined them in."""
+
+_REQUIRED = ("source_id", *(f"{b}_{c}" for b in BANDS for c in ("coefficients", "coefficient_errors")))
+_REQUIRED += tuple(f"{b}_n_relevant_bases" for b in BANDS)
+
+_SUFFIX_FORMATS = {
+    ".csv": "csv",
+    ".ecsv": "ecsv",
+    ".fits": "fits",
+    ".fit": "fits",
+    ".fts": "fits",
+    ".vot": "votable",
+    ".votable": "votable",
+    ".xml": "votable",
+}
+_ECSV_SIGNATURE = "# %ECSV"
+
+
+def _detect_format(path: Path) -> str:
+    """Export format from the file name (``.gz`` stripped); a ``.csv`` that starts like ECSV is ECSV."""
+    name = path.name.lower()
+    compressed = name.endswith(".gz")
+    suffix = Path(name[:-3] if compressed else name).suffix
+    if suffix not in _SUFFIX_FORMATS:
+        known = ", ".join(sorted(_SUFFIX_FORMATS))
+        raise ValueError(f"{path}: unknown Gaia archive export format {suffix!r} (known: {known}, optionally .gz)")
+    fmt = _SUFFIX_FORMATS[suffix]
+    if fmt == "csv":
+        opener = gzip.open if compressed else open
+        try:
+            with opener(path, "rt", encoding="utf-8", errors="replace") as stream:
+                if stream.read(len(_ECSV_SIGNATURE)) == _ECSV_SIGNATURE:
+                    fmt = "ecsv"
+        except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+            raise ValueError(f"{path}: cannot read as a Gaia archive CSV file: {exc}") from exc
+    return fmt
+
+
+def _read_table(path: Path, fmt: str):
+    """The file as astropy reads it, with any reader error (or truncation warning) as a ValueError."""
+    from astropy.table import Table
+
+    # CSV goes through astropy's pure-Python "basic" reader: its "csv" reader and the fast C reader pad a
+    # row cut short by truncation with empty fields, which would read as a band without a solution.
+    options = {
+        "csv": {"format": "ascii.basic", "delimiter": ",", "fast_reader": False, "guess": False},
+        "ecsv": {"format": "ascii.ecsv", "guess": False},
+        "fits": {"format": "fits"},
+        "votable": {"format": "votable"},
+    }[fmt]
+    if fmt in ("csv", "ecsv") and not path.name.lower().endswith(".gz"):
+        # A text export ends with a newline; a file cut inside its last field would still parse.
+        with open(path, "rb") as stream:
+            stream.seek(-1, 2)
+            if stream.read(1) != b"\n":
+                raise ValueError(f"{path}: file is truncated (does not end with a newline)")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            table = Table.read(path, **options)
+    except Exception as exc:  # astropy raises many types for damaged files (OSError, EOFError, ...)
+        raise ValueError(f"{path}: cannot read as a Gaia archive {fmt.upper()} file: {exc}") from exc
+    for warning in caught:
+        text = str(warning.message).lower()
+        if "truncat" in text or "not fill" in text or "unexpected end" in text:
+            raise ValueError(f"{path}: file is truncated ({warning.message})")
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return table
+
+
+def _is_masked(value) -> bool:
+    return value is None or value is np.ma.masked or (np.ma.isMaskedArray(value) and np.all(value.mask))
+
+
+def _parse_cell(value) -> np.ndarray | None:
+    """One array cell as a float64 array, or None when the band has no solution.
+
+    Text cells are ``"(a, b, ...)"`` (CSV) or ``"[a,b,...]"`` (ECSV read as text); array cells may be
+    masked arrays (VOTable) or zero-length arrays (FITS).
+    """
+    if _is_masked(value):
+        return None
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str):
+        text = value.strip().strip("()[]").strip()
+        if not text or text.lower() == "null":
+            return None
+        return np.array([float(item) for item in text.split(",")], dtype=np.float64)
+    array = np.ma.filled(np.ma.asarray(value, dtype=np.float64), np.nan).ravel()
+    if array.size == 0 or np.all(np.isnan(array)):
+        return None
+    return array
+
+
+def _array_column(table, name: str, length: int, dtype, path: Path, source_id: np.ndarray):
+    """(n, length) float64 array of column ``name`` cast through the archive ``dtype``, and presence mask."""
+    column = table[name]
+    out = np.full((len(table), length), np.nan, dtype=np.float64)
+    present = np.zeros(len(table), dtype=bool)
+    if column.ndim == 2:
+        if column.shape[1] != length:
+            raise ValueError(f"{path}: column {name!r} has {column.shape[1]} values per row, expected {length}")
+        rows = list(column)
+    else:
+        rows = column
+    for i, cell in enumerate(rows):
+        try:
+            values = _parse_cell(cell)
+        except ValueError as exc:
+            raise ValueError(f"{path}: column {name!r}, row {i} (source_id {source_id[i]}): {exc}") from exc
+        if values is None:
+            continue
+        if values.size != length:
+            raise ValueError(
+                f"{path}: column {name!r}, row {i} (source_id {source_id[i]}): "
+                f"{values.size} values, expected {length}"
+            )
+        out[i] = values.astype(dtype)
+        present[i] = True
+    return out, present
+
+
+def _scalar_column(table, name: str, dtype) -> np.ndarray:
+    """A scalar column as ``dtype`` with masked entries NaN (floats only)."""
+    column = table[name]
+    values = np.ma.filled(np.ma.asarray(column, dtype=np.float64), np.nan)
+    return values.astype(dtype)
+
+
+def read_gaia_xp(path: str | Path, *, correlations: bool = True):
+    """Read a Gaia DR3 archive ``xp_continuous_mean_spectrum`` file (CSV, ECSV, FITS or VOTable; .gz).
+
+    Parameters
+    ----------
+    path : str or Path
+        The exported file. The format comes from the suffix (``.csv``, ``.ecsv``, ``.fits``/``.fit``/
+        ``.fts``, ``.vot``/``.votable``/``.xml``, each optionally followed by ``.gz``); a ``.csv`` whose
+        first line is the ECSV signature (the bulk-download files) is read as ECSV.
+    correlations : bool, optional, default True
+        Keep ``bp_coefficient_correlations`` and ``rp_coefficient_correlations`` when the file has them
+        (1485 float32 per band and star: by far the largest columns).
+
+    Returns
+    -------
+    astropy.table.Table
+        One row per source, in file order:
+
+        - ``source_id`` (int64): Gaia DR3 source identifier.
+        - ``bp_coefficients``, ``rp_coefficients`` ((n, 55) float64): continuous-representation
+          coefficients, in the archive's flux units (e-/s per basis function); NaN for a band
+          without a solution.
+        - ``bp_coefficient_errors``, ``rp_coefficient_errors`` ((n, 55) float64): their 1-sigma
+          uncertainties (archive float32, widened exactly); NaN for a missing band.
+        - ``bp_n_relevant_bases``, ``rp_n_relevant_bases`` (int16): number of relevant basis functions;
+          `MISSING_N_RELEVANT_BASES` (0) for a missing band.
+        - when present in the file: ``bp_standard_deviation``, ``bp_chi_squared``,
+          ``bp_relative_shrinking`` and the RP ones (float32, NaN for a missing band);
+          ``bp_coefficient_correlations``, ``rp_coefficient_correlations`` ((n, 1485) float32,
+          lower triangle packed as by the archive; only with ``correlations=True``); and the
+          `PASSTHROUGH_COLUMNS` an ADQL join added (float64, NaN when null).
+
+    Raises
+    ------
+    ValueError
+        Naming the file and, where it applies, the column and row: unknown format, empty, truncated or
+        corrupt file, a required column missing, an array cell of the wrong length or unparsable,
+        a duplicated ``source_id``, an ``n_relevant_bases`` outside 0..55 for a band with a solution.
+
+    Examples
+    --------
+    >>> xp = read_gaia_xp("XP_CONTINUOUS_RAW.csv")  # doctest: +SKIP
+    >>> xp["bp_coefficients"].shape
+    (2, 55)
+    """
+    from astropy.table import Table
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file")
+    raw = _read_table(path, _detect_format(path))
+    missing = [name for name in _REQUIRED if name not in raw.colnames]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (not an xp_continuous_mean_spectrum file?)")
+
+    source_column = raw["source_id"]
+    if np.ma.is_masked(source_column):
+        row = int(np.flatnonzero(np.ma.getmaskarray(source_column))[0])
+        raise ValueError(f"{path}: column 'source_id', row {row}: empty")
+    if source_column.dtype.kind not in "iu":
+        raise ValueError(f"{path}: column 'source_id' is {source_column.dtype}, expected integers")
+    source_id = np.asarray(source_column, dtype=np.int64)
+    unique, counts = np.unique(source_id, return_counts=True)
+    if np.any(counts > 1):
+        raise ValueError(f"{path}: column 'source_id': source {unique[counts > 1][0]} appears more than once")
+
+    out = Table()
+    out["source_id"] = source_id
+    for band in BANDS:
+        coefficients, present = _array_column(raw, f"{band}_coefficients", XP_N_COEFFICIENTS, np.float64, path, source_id)
+        errors, _ = _array_column(raw, f"{band}_coefficient_errors", XP_N_COEFFICIENTS, np.float32, path, source_id)
+        errors[~present] = np.nan
+        n_column = raw[f"{band}_n_relevant_bases"]
+        n_masked = np.ma.getmaskarray(n_column)
+        bad = present & n_masked
+        if np.any(bad):
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{path}: column '{band}_n_relevant_bases', row {row} (source_id {source_id[row]}): empty")
+        n_relevant = np.where(present, np.ma.filled(n_column, MISSING_N_RELEVANT_BASES), MISSING_N_RELEVANT_BASES)
+        bad = present & ((n_relevant < 0) | (n_relevant > XP_N_COEFFICIENTS))
+        if np.any(bad):
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{path}: column '{band}_n_relevant_bases', row {row} (source_id {source_id[row]}): "
+                f"{n_relevant[row]} outside 0..{XP_N_COEFFICIENTS}"
+            )
+        out[f"{band}_coefficients"] = coefficients
+        out[f"{band}_coefficient_errors"] = errors
+        out[f"{band}_n_relevant_bases"] = n_relevant.astype(np.int16)
+        for suffix in _FLOAT_COLUMNS:
+            name = f"{band}_{suffix}"
+            if name in raw.colnames:
+                values = _scalar_column(raw, name, np.float32)
+                values[~present] = np.nan
+                out[name] = values
+        name = f"{band}_coefficient_correlations"
+        if correlations and name in raw.colnames:
+            values, _ = _array_column(raw, name, XP_N_CORRELATIONS, np.float32, path, source_id)
+            values[~present] = np.nan
+            out[name] = values.astype(np.float32)
+    for name in PASSTHROUGH_COLUMNS:
+        if name in raw.colnames:
+            out[name] = _scalar_column(raw, name, np.float64)
+    out.meta["source_file"] = str(path)
+    return out

@@ -29,11 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MISSING_N_RELEVANT_BASES", "XP_N_COEFFICIENTS", "XP_N_CORRELATIONS", "read_gaia_xp"]
+from .constants import XP_N_COEFFICIENTS
 
-XP_N_COEFFICIENTS = 55
-"""Basis functions per band (BP or RP) in Gaia DR3: 55 Hermite functions (Carrasco et al. 2021, Sect. 3;
-De Angeli et al. 2023, Sect. 2). Gaia DR4 may change it; it is the expected array length here."""
+__all__ = ["MISSING_N_RELEVANT_BASES", "XP_N_CORRELATIONS", "read_gaia_xp"]
 
 XP_N_CORRELATIONS = XP_N_COEFFICIENTS * (XP_N_COEFFICIENTS - 1) // 2
 """1485: the strictly lower triangle of the 55 x 55 correlation matrix, which is how the archive packs

@@ -16,7 +16,7 @@ LOADER = textwrap.dedent(
     import importlib.abc, json, sys
 
     class BlockRepository(importlib.abc.MetaPathFinder):
-        """This process must not see the repository's packages (the venv has them installed editable)."""
+        # This process must not see the repository's packages (the venv has them installed editable).
 
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in {"modeling_stellar", "datasets_builder", "stellar_tasks", "train"}:

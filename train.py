@@ -70,8 +70,10 @@ class TrainingConfig:
     # relative chance of a name being drawn (Gumbel top-k); names not listed weigh 1. Labels weigh more
     # so that most steps train them, yet they stay inputs often enough for parameters -> spectra.
     request_weights: dict = field(default_factory=lambda: {"teff": 6.0, "logg": 6.0, "fe_h": 6.0, "alpha_m": 3.0})
-    min_input_tokens: int = 4  # the random tail drop keeps at least this many input tokens
-    context_length: int = 128  # input tokens per star after shuffling and cropping
+    # Each batch draws one input budget n ~ U[min_input_tokens, max_input_tokens] and every star keeps n of
+    # its shuffled observations: the published crop-and-drop-a-tail, without padding waste (3x faster).
+    min_input_tokens: int = 4
+    max_input_tokens: int = 64  # the published context; the model itself accepts up to its context_length
     # --- optimisation
     batch_size: int = 256  # stars per process per optimiser step (before accumulation)
     gradient_accumulation_steps: int = 1
@@ -105,7 +107,7 @@ class TrainingConfig:
         presets = {"compact": StellarConfig, "published": StellarConfig.published}
         if self.model_preset not in presets:
             raise ValueError(f"model_preset must be one of {sorted(presets)}, got {self.model_preset!r}")
-        settings = {"vocab_size": vocab_size, "context_length": self.context_length, **self.model_overrides}
+        settings = {"vocab_size": vocab_size, **self.model_overrides}
         return presets[self.model_preset](**settings)
 
 
@@ -134,7 +136,8 @@ def sample_batch(
 
     Per star: R requests among its observed requestable names (Gumbel top-k with ``request_weight``), removed
     from its input; the remaining observations shuffled, cropped to the context and a random tail dropped
-    (at least ``min_input_tokens`` kept). A star with fewer than R + 1 observed names gets fewer requests.
+    (one budget for the whole batch, see `TrainingConfig`). A star with fewer than R + 1 observed names gets
+    fewer requests.
 
     Args:
         values, errors: (batch, vocab_size) standardised arrays (NaN value = not observed).
@@ -162,11 +165,9 @@ def sample_batch(
     keep[:, 0] = False
     # Shuffle (random order keys), crop to context, drop a random tail.
     order_key = rng.uniform(size=(batch, vocab))
-    available = np.minimum(keep.sum(1), config.context_length)
-    low = np.minimum(config.min_input_tokens, available)
-    n_keep = rng.integers(low, available + 1)
+    n_keep = rng.integers(config.min_input_tokens, config.max_input_tokens + 1)
     position = np.argsort(np.argsort(np.where(keep, order_key, np.inf), axis=1), axis=1)
-    keep &= position < n_keep[:, None]
+    keep &= position < n_keep
     packed = tokenizer.pack(values, errors, keep, order_key=order_key)
     labels = np.where(chosen, values[rows, request_ids], np.nan)
     label_errors = np.where(chosen, errors[rows, request_ids], 0.0)
@@ -236,12 +237,11 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
     )
     output = Path(args.output)
     set_seed(config.seed)
-    run_record = {"training": dataclasses.asdict(config), "dataset": str(args.dataset)}
+    run_record = json.loads(json.dumps({"training": dataclasses.asdict(config), "dataset": str(args.dataset)}))
     with accelerator.main_process_first():
         guard_output_folder(output, run_record, args.resume)
 
     tokenizer = StarTokenizer.from_pretrained(str(args.vocabulary))
-    tokenizer.context_length = config.context_length
     with accelerator.main_process_first():
         tokenizer.set_normalization(load_statistics(args.dataset))
         values, errors, source_ids = load_training_arrays(args.dataset, tokenizer)
@@ -264,16 +264,18 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
     )
 
     step = 0
+    log = open(output / LOG_FILE, "a") if accelerator.is_main_process else None
     if args.resume:
         step = resume(accelerator, output)
+        write_log(log, {"resumed_from": step})
     steps_per_epoch = len(train_loader)
-    log = open(output / LOG_FILE, "a") if accelerator.is_main_process else None
+    stop_step = min(config.max_steps, args.stop_at_step or config.max_steps)
     started, budget = time.monotonic(), (args.max_minutes * 60 if args.max_minutes else math.inf)
-    progress = tqdm(total=config.max_steps, initial=step, disable=not accelerator.is_main_process, desc="training")
+    progress = tqdm(total=stop_step, initial=step, disable=not accelerator.is_main_process, desc="training")
     window = {"loss": 0.0, "steps": 0, "stars": 0, "targets": 0, "t0": time.monotonic()}
     stop_reason = "max_steps"
     model.train()
-    while step < config.max_steps and stop_reason == "max_steps":
+    while step < stop_step and stop_reason == "max_steps":
         epoch = step // steps_per_epoch
         train_loader.set_epoch(epoch)
         loader = accelerator.skip_first_batches(train_loader, step % steps_per_epoch)
@@ -318,7 +320,7 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
                 save_checkpoint(accelerator, output, step, config.keep_checkpoints)
             if time.monotonic() - started > budget:
                 stop_reason = "max_minutes"
-            if step >= config.max_steps or stop_reason != "max_steps":
+            if step >= stop_step or stop_reason != "max_steps":
                 break
     progress.close()
     if not (checkpoints_in(output) and checkpoints_in(output)[-1].name == f"step_{step}"):
@@ -327,6 +329,7 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
     if log is not None:
         log.close()
     accelerator.wait_for_everyone()
+    write_process_report(accelerator, model, output, step)
     if accelerator.is_main_process:
         save_model_folder(accelerator.unwrap_model(model), tokenizer, output, run_record, step, started)
     accelerator.end_training()
@@ -405,6 +408,21 @@ def validate(accelerator, model, tokenizer, values, errors, valid_loader) -> dic
     return {name: robust_scatter(true[:, j], predicted[:, j]) for j, name in enumerate(VALIDATION_REQUESTS)}
 
 
+def write_process_report(accelerator: Accelerator, model, output: Path, step: int) -> None:
+    """Each process records that it ran, how far, and a checksum of its weights (equal when DDP synchronised)."""
+    weights = torch.cat([p.detach().float().flatten().cpu() for p in accelerator.unwrap_model(model).parameters()])
+    report = {
+        "process_index": accelerator.process_index,
+        "num_processes": accelerator.num_processes,
+        "steps": step,
+        "weights_sum": float(weights.double().sum()),
+        "weights_abs_sum": float(weights.double().abs().sum()),
+    }
+    folder = output / "processes"
+    folder.mkdir(exist_ok=True)
+    write_atomic(folder / f"process_{accelerator.process_index}.json", json.dumps(report))
+
+
 def write_log(log, record: dict) -> None:
     if log is not None:
         log.write(json.dumps(record) + "\n")
@@ -446,6 +464,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop cleanly (checkpoint + model) after this")
     parser.add_argument("--max-steps", type=int, default=None, help="override the config's max_steps")
+    parser.add_argument(
+        "--stop-at-step", type=int, default=None, help="stop cleanly at this step (the schedule still runs to max_steps)"
+    )
     parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default=None)
     args = parser.parse_args(argv)
     config = TrainingConfig.from_json(args.config, max_steps=args.max_steps)

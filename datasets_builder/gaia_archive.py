@@ -24,14 +24,13 @@ A&A 652, A86.
 from __future__ import annotations
 
 import gzip
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .constants import XP_N_COEFFICIENTS
 
-__all__ = ["MISSING_N_RELEVANT_BASES", "XP_N_CORRELATIONS", "read_gaia_xp"]
+__all__ = ["MISSING_N_RELEVANT_BASES", "XP_N_CORRELATIONS", "read_gaia_table", "read_gaia_xp"]
 
 XP_N_CORRELATIONS = XP_N_COEFFICIENTS * (XP_N_COEFFICIENTS - 1) // 2
 """1485: the strictly lower triangle of the 55 x 55 correlation matrix, which is how the archive packs
@@ -53,7 +52,15 @@ _ARRAY_COLUMNS = {
 _FLOAT_COLUMNS = ("standard_deviation", "chi_squared", "relative_shrinking")
 """Per-band float32 diagnostics kept when present (NaN for a band without a solution)."""
 
-PASSTHROUGH_COLUMNS = ("ra", "dec", "pmra", "pmdec", "phot_g_mean_mag", "phot_bp_mean_mag", "phot_rp_mean_mag")
+PASSTHROUGH_COLUMNS = (
+    "ra",
+    "dec",
+    "pmra",
+    "pmdec",
+    "phot_g_mean_mag",
+    "phot_bp_mean_mag",
+    "phot_rp_mean_mag",
+)
 """``gaia_source`` columns kept (as float64, NaN when masked) when an ADQL query joined them in."""
 
 _REQUIRED = ("source_id", *(f"{b}_{c}" for b in BANDS for c in ("coefficients", "coefficient_errors")))
@@ -79,7 +86,9 @@ def _detect_format(path: Path) -> str:
     suffix = Path(name[:-3] if compressed else name).suffix
     if suffix not in _SUFFIX_FORMATS:
         known = ", ".join(sorted(_SUFFIX_FORMATS))
-        raise ValueError(f"{path}: unknown Gaia archive export format {suffix!r} (known: {known}, optionally .gz)")
+        raise ValueError(
+            f"{path}: unknown Gaia archive export format {suffix!r} (known: {known}, optionally .gz)"
+        )
     fmt = _SUFFIX_FORMATS[suffix]
     if fmt == "csv":
         opener = gzip.open if compressed else open
@@ -92,9 +101,35 @@ def _detect_format(path: Path) -> str:
     return fmt
 
 
-def _read_table(path: Path, fmt: str):
-    """The file as astropy reads it, with any reader error (or truncation warning) as a ValueError."""
+def read_gaia_table(path: str | Path):
+    """Read any Gaia archive export (CSV, ECSV, FITS, VOTable; text formats optionally .gz) as astropy reads it.
+
+    Used for ``xp_continuous_mean_spectrum`` (see `read_gaia_xp`) and for side tables such as a
+    ``gaia_source`` query result. Columns are returned as the file types them (array cells of a CSV stay
+    strings).
+
+    Parameters
+    ----------
+    path : str or Path
+        The exported file; the format comes from its suffix (see `read_gaia_xp`).
+
+    Returns
+    -------
+    astropy.table.Table
+
+    Raises
+    ------
+    ValueError
+        Naming the file: no such file, empty, unknown format, truncated or not parsable.
+    """
     from astropy.table import Table
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file")
+    fmt = _detect_format(path)
 
     # CSV goes through astropy's pure-Python "basic" reader: its "csv" reader and the fast C reader pad a
     # row cut short by truncation with empty fields, which would read as a band without a solution.
@@ -110,18 +145,11 @@ def _read_table(path: Path, fmt: str):
             stream.seek(-1, 2)
             if stream.read(1) != b"\n":
                 raise ValueError(f"{path}: file is truncated (does not end with a newline)")
+    # astropy raises many types for damaged files (OSError, EOFError, ValueError, InconsistentTableError, ...)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            table = Table.read(path, **options)
-    except Exception as exc:  # astropy raises many types for damaged files (OSError, EOFError, ...)
+        return Table.read(path, **options)
+    except Exception as exc:
         raise ValueError(f"{path}: cannot read as a Gaia archive {fmt.upper()} file: {exc}") from exc
-    for warning in caught:
-        text = str(warning.message).lower()
-        if "truncat" in text or "not fill" in text or "unexpected end" in text:
-            raise ValueError(f"{path}: file is truncated ({warning.message})")
-        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    return table
 
 
 def _is_masked(value) -> bool:
@@ -156,7 +184,9 @@ def _array_column(table, name: str, length: int, dtype, path: Path, source_id: n
     present = np.zeros(len(table), dtype=bool)
     if column.ndim == 2:
         if column.shape[1] != length:
-            raise ValueError(f"{path}: column {name!r} has {column.shape[1]} values per row, expected {length}")
+            raise ValueError(
+                f"{path}: column {name!r} has {column.shape[1]} values per row, expected {length}"
+            )
         rows = list(column)
     else:
         rows = column
@@ -232,14 +262,12 @@ def read_gaia_xp(path: str | Path, *, correlations: bool = True):
     from astropy.table import Table
 
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{path}: empty file")
-    raw = _read_table(path, _detect_format(path))
+    raw = read_gaia_table(path)
     missing = [name for name in _REQUIRED if name not in raw.colnames]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (not an xp_continuous_mean_spectrum file?)")
+        raise ValueError(
+            f"{path}: missing column(s) {', '.join(missing)} (not an xp_continuous_mean_spectrum file?)"
+        )
 
     source_column = raw["source_id"]
     if np.ma.is_masked(source_column):
@@ -255,16 +283,24 @@ def read_gaia_xp(path: str | Path, *, correlations: bool = True):
     out = Table()
     out["source_id"] = source_id
     for band in BANDS:
-        coefficients, present = _array_column(raw, f"{band}_coefficients", XP_N_COEFFICIENTS, np.float64, path, source_id)
-        errors, _ = _array_column(raw, f"{band}_coefficient_errors", XP_N_COEFFICIENTS, np.float32, path, source_id)
+        coefficients, present = _array_column(
+            raw, f"{band}_coefficients", XP_N_COEFFICIENTS, np.float64, path, source_id
+        )
+        errors, _ = _array_column(
+            raw, f"{band}_coefficient_errors", XP_N_COEFFICIENTS, np.float32, path, source_id
+        )
         errors[~present] = np.nan
         n_column = raw[f"{band}_n_relevant_bases"]
         n_masked = np.ma.getmaskarray(n_column)
         bad = present & n_masked
         if np.any(bad):
             row = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{path}: column '{band}_n_relevant_bases', row {row} (source_id {source_id[row]}): empty")
-        n_relevant = np.where(present, np.ma.filled(n_column, MISSING_N_RELEVANT_BASES), MISSING_N_RELEVANT_BASES)
+            raise ValueError(
+                f"{path}: column '{band}_n_relevant_bases', row {row} (source_id {source_id[row]}): empty"
+            )
+        n_relevant = np.where(
+            present, np.ma.filled(n_column, MISSING_N_RELEVANT_BASES), MISSING_N_RELEVANT_BASES
+        )
         bad = present & ((n_relevant < 0) | (n_relevant > XP_N_COEFFICIENTS))
         if np.any(bad):
             row = int(np.flatnonzero(bad)[0])

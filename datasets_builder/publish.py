@@ -124,11 +124,15 @@ def validate_dataset_folder(dataset_dir: str | Path) -> list[str]:
         for pattern in patterns:
             found = sorted(p for p in root.glob(pattern) if p.is_file())
             if not found:
-                problems.append(f"{readme}: config {config['config_name']!r}: data_files {pattern!r} matches no file")
+                problems.append(
+                    f"{readme}: config {config['config_name']!r}: data_files {pattern!r} matches no file"
+                )
             matched.extend(found)
         distinct = {str(schemas[p]) for p in matched if p in schemas}
         if len(distinct) > 1:
-            problems.append(f"{readme}: config {config['config_name']!r}: its Parquet shards have different schemas")
+            problems.append(
+                f"{readme}: config {config['config_name']!r}: its Parquet shards have different schemas"
+            )
 
     meta = root / META_DIR
     problems.extend(f"{meta / name}: missing" for name in REQUIRED_META_FILES if not (meta / name).is_file())

@@ -228,12 +228,16 @@ class HubServer:
         self.stop()
 
     # ------------------------------------------------------------------ test helpers
-    def files(self, repo_id: str, repo_type: str = "model", revision: str = DEFAULT_BRANCH) -> dict[str, bytes]:
+    def files(
+        self, repo_id: str, repo_type: str = "model", revision: str = DEFAULT_BRANCH
+    ) -> dict[str, bytes]:
         """Path -> bytes of every file of ``repo_id`` at ``revision``."""
         commit = self._commit(self._repo(repo_type, repo_id), revision)
         return {path: stored.data for path, stored in commit.files.items()}
 
-    def commit_titles(self, repo_id: str, repo_type: str = "model", branch: str = DEFAULT_BRANCH) -> list[str]:
+    def commit_titles(
+        self, repo_id: str, repo_type: str = "model", branch: str = DEFAULT_BRANCH
+    ) -> list[str]:
         """Commit titles of ``branch``, newest first."""
         repo = self._repo(repo_type, repo_id)
         titles, oid = [], repo.branches[branch]
@@ -302,7 +306,11 @@ def _tree_entry(path: str, stored: StoredFile, commit: Commit | None) -> dict:
 def _folder_entry(path: str, files: dict[str, StoredFile], commit: Commit | None) -> dict:
     """A folder entry; its oid is a digest of the blob ids below it (stable, not git's tree id)."""
     below = sorted(f"{p}:{s.blob_id}" for p, s in files.items() if p.startswith(path + "/"))
-    entry: dict = {"type": "directory", "oid": hashlib.sha1("\n".join(below).encode()).hexdigest(), "path": path}
+    entry: dict = {
+        "type": "directory",
+        "oid": hashlib.sha1("\n".join(below).encode()).hexdigest(),
+        "path": path,
+    }
     if commit is not None:
         entry["lastCommit"] = {"id": commit.oid, "title": commit.title, "date": commit.date}
     return entry
@@ -398,7 +406,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _send_json(self, payload, status: int = 200, headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(payload).encode(), {"Content-Type": "application/json", **(headers or {})})
+        self._send(
+            status, json.dumps(payload).encode(), {"Content-Type": "application/json", **(headers or {})}
+        )
 
     def _json_body(self):
         try:
@@ -610,7 +620,12 @@ class _Handler(BaseHTTPRequestHandler):
             existing = commit.files.get(item["path"])
             oid = None if existing is None else (existing.sha256 if existing.lfs else existing.blob_id)
             answers.append(
-                {"path": item["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False, "oid": oid}
+                {
+                    "path": item["path"],
+                    "uploadMode": "lfs" if lfs else "regular",
+                    "shouldIgnore": False,
+                    "oid": oid,
+                }
             )
         self._send_json({"files": answers, "commitOid": commit.oid})
 
@@ -631,7 +646,10 @@ class _Handler(BaseHTTPRequestHandler):
                     "verify": {"href": verify},
                 }
             objects.append(answer)
-        self._send_json({"transfer": "basic", "objects": objects}, headers={"Content-Type": "application/vnd.git-lfs+json"})
+        self._send_json(
+            {"transfer": "basic", "objects": objects},
+            headers={"Content-Type": "application/vnd.git-lfs+json"},
+        )
 
     def do_lfs_upload(self, oid: str) -> None:
         if hashlib.sha256(self.body).hexdigest() != oid:
@@ -673,7 +691,9 @@ class _Handler(BaseHTTPRequestHandler):
                 elif key == "lfsFile":
                     data = hub.lfs_objects.get(value["oid"])
                     if data is None:
-                        raise _HubError(422, "", f"LFS object {value['oid']} of {value['path']} was never uploaded")
+                        raise _HubError(
+                            422, "", f"LFS object {value['oid']} of {value['path']} was never uploaded"
+                        )
                     files[value["path"]] = StoredFile(data, lfs=True)
                 elif key == "deletedFile":
                     if files.pop(value["path"], None) is None:
@@ -689,7 +709,13 @@ class _Handler(BaseHTTPRequestHandler):
             stored_repo.branches[rev] = commit.oid
         url = f"{hub.endpoint}/{URL_PREFIXES[repo_type]}{repo}/commit/{commit.oid}"
         self._send_json(
-            {"success": True, "commitOid": commit.oid, "commitUrl": url, "hookOutput": "", "pullRequestUrl": None}
+            {
+                "success": True,
+                "commitOid": commit.oid,
+                "commitUrl": url,
+                "hookOutput": "",
+                "pullRequestUrl": None,
+            }
         )
 
     # ------------------------------------------------------------------ downloads

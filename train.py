@@ -182,16 +182,12 @@ def fixed_batch(
     tokenizer: StarTokenizer, values: np.ndarray, errors: np.ndarray, input_names: list[str], requests: list[str]
 ) -> dict[str, torch.Tensor]:
     """The deterministic evaluation batch: only ``input_names`` as inputs, ``requests`` asked of every star."""
+    shown = np.full_like(values, np.nan)
     input_ids = tokenizer.convert_names_to_ids(input_names)
-    request_ids = np.array(tokenizer.convert_names_to_ids(requests))
-    keep = np.zeros_like(values, dtype=bool)
-    keep[:, input_ids] = np.isfinite(values[:, input_ids])
-    keep[:, request_ids] = False
-    packed = tokenizer.pack(values, errors, keep)
-    tensors = {key: torch.from_numpy(array) for key, array in packed.items()}
-    tensors["request_ids"] = torch.from_numpy(np.tile(request_ids, (len(values), 1)))
-    tensors["labels"] = torch.from_numpy(values[:, request_ids].astype(np.float32))
-    return tensors
+    shown[:, input_ids] = values[:, input_ids]
+    batch = dict(tokenizer.encode_arrays(shown, errors, requests))
+    batch["labels"] = torch.from_numpy(values[:, batch["request_ids"][0].numpy()].astype(np.float32))
+    return batch
 
 
 def load_training_arrays(dataset: str, tokenizer: StarTokenizer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

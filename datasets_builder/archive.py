@@ -28,7 +28,7 @@ import numpy as np
 
 from .constants import G_ZERO_POINT, XP_N_COEFFICIENTS, Constant
 from .crossmatch import join_rows, match_by_source_id
-from .gaia_archive import BANDS, read_gaia_table, read_gaia_xp
+from .gaia_archive import BANDS, GAIA_SOURCE_COLUMNS, read_gaia_table, read_gaia_xp
 
 __all__ = ["archive_rows", "g_band_flux", "iter_archive_rows"]
 
@@ -57,19 +57,6 @@ RP_ZERO_POINT = Constant(
 
 _MAG_PER_LN_FLUX = 2.5 / np.log(10.0)
 """d(mag)/d(ln flux): a relative flux error e gives a magnitude error 1.0857 e (derived: m = -2.5 log10 f)."""
-
-GAIA_SOURCE_COLUMNS = (
-    "phot_g_mean_mag",
-    "phot_bp_mean_mag",
-    "phot_rp_mean_mag",
-    "phot_bp_mean_flux_over_error",
-    "phot_rp_mean_flux_over_error",
-    "ra",
-    "dec",
-    "pmra",
-    "pmdec",
-)
-"""``gaia_source`` columns taken from a ``--gaia-source`` table when it has them (``source_id`` required)."""
 
 
 def g_band_flux(phot_g_mean_mag: np.ndarray) -> np.ndarray:
@@ -119,7 +106,8 @@ def archive_rows(xp, phot_g_mean_mag: np.ndarray | None = None):
     xp : astropy.table.Table
         Rows as `datasets_builder.gaia_archive.read_gaia_xp` returns them (``source_id``,
         ``bp/rp_coefficients`` (n, 55), ``bp/rp_coefficient_errors`` (n, 55),
-        ``bp/rp_n_relevant_bases``), optionally with ``gaia_source`` columns (`GAIA_SOURCE_COLUMNS`).
+        ``bp/rp_n_relevant_bases``), optionally with ``gaia_source`` columns
+        (`datasets_builder.gaia_archive.GAIA_SOURCE_COLUMNS`).
     phot_g_mean_mag : numpy.ndarray, shape (n,), optional, default None
         G [mag] per row of ``xp``; NaN where unknown. None uses ``xp["phot_g_mean_mag"]``.
 
@@ -307,6 +295,12 @@ def iter_archive_rows(
             if labels is not None:
                 _fill_from(xp, labels, labels["gaia_dr3_source_id"], ("phot_g_mean_mag",))
             if "phot_g_mean_mag" not in xp.colnames:
+                if gaia_source is None and labels is None:
+                    raise ValueError(
+                        f"{path}: no Gaia G magnitude to normalise the XP coefficients: the file has no "
+                        "'phot_g_mean_mag' column; give a gaia_source table (--gaia-source FILE) or an "
+                        "allStar (--apogee FILE), or join gaiadr3.gaia_source in the archive query"
+                    )
                 xp["phot_g_mean_mag"] = np.full(len(xp), np.nan)
             rows = archive_rows(xp)
             counts.update(rows.meta.pop("counts"))

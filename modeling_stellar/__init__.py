@@ -6,6 +6,7 @@ pip users can load a saved folder without ``trust_remote_code``.
 """
 
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_stellar import StellarConfig
 from .modeling_stellar import (
@@ -15,6 +16,7 @@ from .modeling_stellar import (
     StellarPredictionOutput,
     gaussian_nll,
 )
+from .pipeline_stellar import StellarParameterPipeline
 from .tokenization_stellar import StarTokenizer
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "StellarConfig",
     "StellarForObservationPrediction",
     "StellarModel",
+    "StellarParameterPipeline",
     "StellarPreTrainedModel",
     "StellarPredictionOutput",
     "gaussian_nll",
@@ -35,3 +38,5 @@ StarTokenizer.register_for_auto_class("AutoFeatureExtractor")
 AutoConfig.register(StellarConfig.model_type, StellarConfig, exist_ok=True)
 AutoModel.register(StellarConfig, StellarForObservationPrediction, exist_ok=True)
 AutoFeatureExtractor.register(StellarConfig, StarTokenizer, exist_ok=True)
+# `pipeline("tabular-regression", model=...)` in-process; a saved folder names the class in `custom_pipelines`.
+PIPELINE_REGISTRY.register_pipeline("tabular-regression", pipeline_class=StellarParameterPipeline, pt_model=AutoModel)

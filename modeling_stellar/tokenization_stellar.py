@@ -299,7 +299,20 @@ class StarTokenizer(FeatureExtractionMixin):
             has none; such requests are left out of the loss).
         """
         values, errors = self.to_arrays(stars, input_names=input_names, ignore_unknown=ignore_unknown)
+        return self.encode_arrays(values, errors, requests, return_labels=return_labels, return_tensors=return_tensors)
+
+    def encode_arrays(
+        self,
+        values: np.ndarray,
+        errors: np.ndarray,
+        requests: Sequence[str] | Sequence[Sequence[str]] | None = None,
+        return_labels: bool = False,
+        return_tensors: str | None = "pt",
+    ) -> BatchFeature:
+        """`__call__` for stars already standardised by `to_arrays`: (batch, vocab_size) values and errors,
+        NaN = not observed. Every observed name that is not requested becomes an input token."""
         keep = np.isfinite(values)
+        keep[:, 0] = False
         data: dict[str, np.ndarray] = {}
         if requests is not None:
             request_ids = self.request_ids_for(requests, len(values))

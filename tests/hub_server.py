@@ -159,9 +159,9 @@ class Repo:
 class _HubError(Exception):
     """An HTTP error answer: status, ``X-Error-Code`` (may be empty) and message."""
 
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, **payload):
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.payload = status, code, message, payload
 
 
 class HubServer:
@@ -210,7 +210,9 @@ class HubServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self.endpoint = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -379,7 +381,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {"X-Error-Message": err.message}
             if err.code:
                 headers["X-Error-Code"] = err.code
-            self._send_json({"error": err.message}, status=err.status, headers=headers)
+            self._send_json({"error": err.message, **err.payload}, status=err.status, headers=headers)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _dispatch
 
@@ -426,8 +428,11 @@ class _Handler(BaseHTTPRequestHandler):
             raise _HubError(401, "", "Invalid credentials in Authorization header")
 
     def _readable_repo(self, repo_type: str, repo_id: str) -> Repo:
+        """The repo if this request may read it; a private repo read anonymously is "not found", as on the Hub."""
         repo = self.server_hub._repo(repo_type, repo_id)
-        self._check_token(required=repo.private)
+        self._check_token(required=False)
+        if repo.private and "Authorization" not in self.headers:
+            raise _HubError(401, "RepoNotFound", f"Repository {repo_id} not found")
         return repo
 
     @staticmethod
@@ -451,7 +456,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = f"{hub.endpoint}/{URL_PREFIXES[repo_type]}{repo_id}"
         with hub._lock:
             if (repo_type, repo_id) in hub.repos:
-                raise _HubError(409, "", "You already created this repo")
+                raise _HubError(409, "", "You already created this repo", url=url)  # the Hub sends the url
             repo = Repo(repo_type, repo_id, private=payload.get("visibility") == "private", created_at=_now())
             hub.repos[(repo_type, repo_id)] = repo
             initial = {".gitattributes": StoredFile(DEFAULT_GITATTRIBUTES.encode(), lfs=False)}

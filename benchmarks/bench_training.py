@@ -1,0 +1,100 @@
+"""Training throughput: supervised targets/s with R requests per star vs R = 1 (the published sampling), and
+optimiser steps/s with 1 vs 2 CPU processes. Same model, same data, same run. Writes
+benchmarks/results/training.csv.
+
+    python benchmarks/bench_training.py --dataset data/apogee-gaia-xp [--steps 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import train
+from modeling_stellar import StarTokenizer, StellarForObservationPrediction
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "training.csv"
+
+
+def targets_per_second(dataset: str, requests_per_star: int, steps: int) -> float:
+    """Labelled requests trained per second by one process, default model and sampling otherwise."""
+    config = train.TrainingConfig.from_json(ROOT / "configs" / "train_default.json", requests_per_star=requests_per_star)
+    tokenizer = StarTokenizer.from_pretrained(str(train.DEFAULT_VOCABULARY))
+    tokenizer.set_normalization(train.load_statistics(dataset))
+    values, errors, _ = train.load_training_arrays(dataset, tokenizer)
+    weight = np.where(tokenizer._requestable, 1.0, 0.0)
+    torch.manual_seed(0)
+    model = StellarForObservationPrediction(config.model_config(tokenizer.vocab_size)).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
+    rng = np.random.default_rng(0)
+    targets, elapsed = 0, 0.0
+    for step in range(steps + 2):
+        index = rng.choice(len(values), config.batch_size, replace=False)
+        start = time.perf_counter()
+        batch = train.sample_batch(tokenizer, values[index], errors[index], weight, config, rng)
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if step >= 2:  # two warm-up steps
+            elapsed += time.perf_counter() - start
+            targets += int(torch.isfinite(batch["labels"]).sum())
+    return targets / elapsed
+
+
+def steps_per_second(dataset: str, processes: int, steps: int) -> float:
+    """Optimiser steps/s of train.py itself (per-process batch fixed), read from its log."""
+    with tempfile.TemporaryDirectory() as folder:
+        config = Path(folder) / "config.json"
+        config.write_text(json.dumps({"log_every": steps // 2, "validation_every": 10**9, "checkpoint_every": 10**9}))
+        arguments = [str(ROOT / "train.py"), "--dataset", dataset, "--output", f"{folder}/run", "--config", str(config)]
+        arguments += ["--stop-at-step", str(steps)]
+        if processes == 1:
+            command = [sys.executable, *arguments]
+        else:
+            accelerate = str(Path(sys.executable).parent / "accelerate")
+            command = [accelerate, "launch", "--multi_gpu", "--num_processes", str(processes), *arguments]
+        env = {**os.environ, "ACCELERATE_USE_CPU": "1"}
+        subprocess.run(command, check=True, capture_output=True, env=env)
+        records = [json.loads(line) for line in (Path(folder) / "run" / train.LOG_FILE).read_text().splitlines()]
+        rates = [r["stars_per_s"] for r in records if "stars_per_s" in r]
+        batch = train.TrainingConfig().batch_size * processes
+        return rates[-1] / batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default=str(ROOT / "data" / "apogee-gaia-xp"))
+    parser.add_argument("--steps", type=int, default=20)
+    args = parser.parse_args()
+    default_r = train.TrainingConfig().requests_per_star
+    rows = []
+    published = targets_per_second(args.dataset, 1, args.steps)
+    ours = targets_per_second(args.dataset, default_r, args.steps)
+    rows.append({"measure": "targets_per_s", "baseline": "R=1", "baseline_value": published,
+                 "ours": f"R={default_r}", "ours_value": ours, "ratio": ours / published})
+    one = steps_per_second(args.dataset, 1, args.steps)
+    two = steps_per_second(args.dataset, 2, args.steps)
+    rows.append({"measure": "steps_per_s", "baseline": "1 process", "baseline_value": one,
+                 "ours": "2 processes", "ours_value": two, "ratio": two / one})
+    RESULTS.parent.mkdir(exist_ok=True)
+    with open(RESULTS, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    for row in rows:
+        print({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()})
+
+
+if __name__ == "__main__":
+    main()

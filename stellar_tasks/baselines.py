@@ -1,0 +1,145 @@
+"""The XGBoost baseline: gradient-boosted trees trained on the train split, the same features as the model.
+
+Leung & Bovy 2023 compare their model with XGBoost on the same inputs (2000 trees, multi-output; see
+``shared/reference/architecture.md``, Published results). Every number the project reports has this baseline beside it, trained in the same run on the
+train split only (`fit_predict_xgboost` is never given test labels).
+
+Features and targets are the tokenizer's standardised values: trees are invariant to the per-column affine
+standardisation of the features, and the predicted targets are decoded back to physical units by the caller.
+NaN marks a missing feature (XGBoost's native missing-value handling), as it does for the model.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+__all__ = ["BUDGETS", "BaselineBudget", "XGBoostSettings", "fit_predict_xgboost"]
+
+
+@dataclass(frozen=True)
+class XGBoostSettings:
+    """Hyperparameters of one `xgboost.XGBRegressor`.
+
+    Attributes
+    ----------
+    n_estimators : int
+        Boosting rounds (trees per target, or vector-leaf trees with ``multi_strategy="multi_output_tree"``).
+    learning_rate : float
+        Shrinkage per round.
+    max_depth : int
+        Depth of each tree (xgboost's default, 6).
+    subsample, colsample_bytree : float
+        Row and feature fractions drawn per tree (the anchor run's 0.8, 0.8).
+    tree_method : str
+        "hist": histogram split finding, the fast CPU method.
+    multi_strategy : str
+        For joint multi-output fits: "one_output_per_tree" (independent trees per target) or "multi_output_tree"
+        (one tree with a vector leaf for all targets: one tree per round instead of one per target).
+    """
+
+    n_estimators: int
+    learning_rate: float
+    max_depth: int = 6
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    tree_method: str = "hist"
+    multi_strategy: str = "one_output_per_tree"
+
+
+@dataclass(frozen=True)
+class BaselineBudget:
+    """How much boosting a report run can afford: settings for label baselines and for XP-coefficient baselines."""
+
+    name: str
+    labels: XGBoostSettings
+    coefficients: XGBoostSettings
+    description: str
+
+
+BUDGETS = {
+    # The anchor run of the issue (learning_rate 0.05, 4000 trees, subsample 0.8, colsample_bytree 0.8) for labels;
+    # 110-output XP baselines share vector-leaf trees.
+    "full": BaselineBudget(
+        "full",
+        XGBoostSettings(n_estimators=4000, learning_rate=0.05),
+        XGBoostSettings(n_estimators=1000, learning_rate=0.05, multi_strategy="multi_output_tree"),
+        "labels: 4000 trees, learning rate 0.05 (the anchor); XP coefficients: 1000 vector-leaf trees, "
+        "learning rate 0.05",
+    ),
+    # Fits the 10-minute demo on 2 CPU cores: fewer, larger steps.
+    "quick": BaselineBudget(
+        "quick",
+        XGBoostSettings(n_estimators=400, learning_rate=0.15),
+        XGBoostSettings(n_estimators=150, learning_rate=0.15, multi_strategy="multi_output_tree"),
+        "labels: 400 trees, learning rate 0.15; XP coefficients: 150 vector-leaf trees, learning rate 0.15",
+    ),
+}
+"""Baseline budgets by name; ``python -m stellar_tasks.report --baseline {quick,full}`` picks one."""
+
+
+def fit_predict_xgboost(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    settings: XGBoostSettings,
+    joint: bool = False,
+    seed: int = 0,
+    n_jobs: int | None = None,
+) -> tuple[np.ndarray, dict]:
+    """Train XGBoost on the train split and predict the test stars.
+
+    Parameters
+    ----------
+    train_x : numpy.ndarray
+        (n_train, n_features) features of the train stars; NaN = missing.
+    train_y : numpy.ndarray
+        (n_train, n_targets) targets of the train stars; NaN = unknown (such rows are left out of that target's fit).
+    test_x : numpy.ndarray
+        (n_test, n_features) features of the stars to predict.
+    settings : XGBoostSettings
+        Hyperparameters.
+    joint : bool
+        False: one regressor per target, each on the rows where its target is known. True: one multi-output
+        regressor (``settings.multi_strategy``) on the rows where every target is known.
+    seed : int
+        Random state of the row and column sampling.
+    n_jobs : int, optional
+        Threads; default all CPU cores.
+
+    Returns
+    -------
+    prediction : numpy.ndarray
+        (n_test, n_targets) float64.
+    record : dict
+        ``settings``, ``n_train`` (rows used per target, or the joint count), ``seconds`` of training and prediction.
+    """
+    import xgboost
+
+    train_x = np.asarray(train_x, dtype=np.float32)
+    train_y = np.asarray(train_y, dtype=np.float64)
+    if train_y.ndim != 2 or train_x.ndim != 2 or len(train_x) != len(train_y):
+        raise ValueError(f"train_x {train_x.shape} and train_y {train_y.shape} must be (n, features) and (n, targets)")
+    parameters = {k: v for k, v in asdict(settings).items() if k != "multi_strategy"}
+    parameters.update(random_state=seed, n_jobs=n_jobs or os.cpu_count())
+    started = time.monotonic()
+    if joint:
+        rows = np.isfinite(train_y).all(axis=1)
+        model = xgboost.XGBRegressor(**parameters, multi_strategy=settings.multi_strategy)
+        model.fit(train_x[rows], train_y[rows])
+        prediction = model.predict(np.asarray(test_x, dtype=np.float32)).reshape(len(test_x), -1)
+        used: int | list[int] = int(rows.sum())
+    else:
+        prediction = np.empty((len(test_x), train_y.shape[1]))
+        used = []
+        for j in range(train_y.shape[1]):
+            rows = np.isfinite(train_y[:, j])
+            model = xgboost.XGBRegressor(**parameters)
+            model.fit(train_x[rows], train_y[rows, j])
+            prediction[:, j] = model.predict(np.asarray(test_x, dtype=np.float32))
+            used.append(int(rows.sum()))
+    record = {"settings": asdict(settings), "n_train": used, "seconds": time.monotonic() - started}
+    return prediction.astype(np.float64), record

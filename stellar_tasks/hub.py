@@ -1,0 +1,225 @@
+"""The model folder on the Hugging Face Hub: make it pipeline-ready, describe it, push it (and its dataset).
+
+A Hub-ready folder (``DESIGN.md``, "Saved model folder") holds ``config.json`` with ``auto_map`` and
+``custom_pipelines``, ``model.safetensors``, ``preprocessor_config.json`` (the tokenizer), the remote code
+(``configuration_stellar.py``, ``modeling_stellar.py``, ``tokenization_stellar.py``, ``pipeline_stellar.py``)
+and ``README.md``, the model card. `prepare_model_folder` writes all but the card, `model_card_data` gives the
+card's YAML metadata, `push_model` checks the folder and uploads it, publishing the dataset first when asked.
+
+The Hub's hosted inference widget runs no custom code, so the card points to the demo Space (``space/``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from modeling_stellar import StarTokenizer, StellarForObservationPrediction, StellarParameterPipeline
+
+__all__ = ["PIPELINE_TASK", "model_card_data", "prepare_model_folder", "push_model", "validate_model_folder"]
+
+PIPELINE_TASK = "tabular-regression"
+"""The Hub task of the pipeline (``pipeline_tag`` of the card, key of ``custom_pipelines``)."""
+
+REQUIRED_FILES = (
+    "config.json",
+    "model.safetensors",
+    "preprocessor_config.json",
+    "configuration_stellar.py",
+    "modeling_stellar.py",
+    "tokenization_stellar.py",
+    "pipeline_stellar.py",
+    "README.md",
+)
+"""What a model folder must hold to load with ``pipeline(model=repo, trust_remote_code=True)`` anywhere."""
+
+UPLOADED_FILES = [*REQUIRED_FILES, "training_facts.json"]
+"""What `push_model` uploads (exact top-level names); checkpoints, logs and other run files stay local."""
+
+TAGS = ["astronomy", "stellar-parameters", "gaia", "apogee", "foundation-model", "custom_code"]
+"""Card tags (``custom_code``: the Hub's tag for models that need ``trust_remote_code``)."""
+
+RESULT_NAMES = {
+    "teff": "Teff robust scatter [K]",
+    "logg": "log g robust scatter [dex]",
+    "fe_h": "[Fe/H] robust scatter [dex]",
+    "m_h": "[M/H] robust scatter [dex]",
+}
+"""Display names of the test-split results, by requested name (``mad_std(truth - prediction)``, physical units)."""
+
+_FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", re.DOTALL)
+
+
+def prepare_model_folder(
+    model: StellarForObservationPrediction, tokenizer: StarTokenizer, folder: str | Path
+) -> Path:
+    """Save model, tokenizer and the ``tabular-regression`` pipeline registration into ``folder``.
+
+    Writes ``config.json`` (with ``auto_map`` and ``custom_pipelines``), ``model.safetensors``,
+    ``preprocessor_config.json`` and the four remote-code files, so that
+    ``pipeline(model=folder, trust_remote_code=True)`` returns a `StellarParameterPipeline`. The card
+    (``README.md``) is written separately (see `model_card_data`).
+
+    Parameters
+    ----------
+    model : StellarForObservationPrediction
+        The trained model (any device; it is not moved).
+    tokenizer : StarTokenizer
+        Its tokenizer, with the training set's normalisation.
+    folder : str or Path
+        Created if needed; files of the same names are replaced.
+
+    Returns
+    -------
+    Path
+        ``folder``.
+    """
+    folder = Path(folder)
+    StellarParameterPipeline(model=model, feature_extractor=tokenizer, device=model.device).save_pretrained(folder)
+    return folder
+
+
+def model_card_data(
+    model_name: str,
+    dataset_repo_id: str,
+    results: Mapping[str, float],
+    dataset_name: str = "APOGEE DR17 x Gaia DR3 XP",
+    license: str = "cc-by-sa-4.0",  # noqa: A002 - the Hub's field name
+):
+    """The model card's YAML metadata.
+
+    Parameters
+    ----------
+    model_name : str
+        Name of the model in the ``model-index``.
+    dataset_repo_id : str
+        The dataset's Hub id (``datasets:`` links the card to it; also the results' dataset).
+    results : Mapping[str, float]
+        Measured test-split robust scatter per requested name (e.g. ``{"teff": 47.2, "logg": 0.11, "fe_h":
+        0.07}``, physical units), each ``astropy.stats.mad_std(truth - prediction)``.
+    dataset_name : str, optional
+        Human-readable dataset name for the results.
+    license : str, optional, default "cc-by-sa-4.0"
+        Hub licence id. The default follows the training data: Gaia data are CC BY-SA 3.0 IGO (share-alike).
+
+    Returns
+    -------
+    huggingface_hub.ModelCardData
+        ``pipeline_tag: tabular-regression``, ``library_name: transformers``, tags, ``datasets``, licence and
+        a ``model-index`` with one ``mad_std`` metric per result; ``.to_yaml()`` gives the front matter.
+    """
+    from huggingface_hub import EvalResult, ModelCardData
+
+    unknown = sorted(set(results) - set(RESULT_NAMES))
+    if unknown:
+        raise ValueError(f"results: no display name for {unknown}; known: {sorted(RESULT_NAMES)}")
+    evaluations = [
+        EvalResult(
+            task_type=PIPELINE_TASK,
+            dataset_type=dataset_repo_id,
+            dataset_name=dataset_name,
+            dataset_split="test",
+            metric_type="mad_std",
+            metric_value=float(value),
+            metric_name=RESULT_NAMES[name],
+        )
+        for name, value in results.items()
+    ]
+    return ModelCardData(
+        model_name=model_name,
+        license=license,
+        library_name="transformers",
+        pipeline_tag=PIPELINE_TASK,
+        tags=TAGS,
+        datasets=[dataset_repo_id],
+        eval_results=evaluations,
+    )
+
+
+def validate_model_folder(folder: str | Path) -> dict:
+    """Check that ``folder`` is Hub-ready; returns the card's YAML metadata.
+
+    Raises
+    ------
+    ValueError
+        Naming every problem: a missing file, ``config.json`` without ``auto_map`` or without the
+        ``tabular-regression`` entry of ``custom_pipelines``, a card without YAML front matter or whose
+        ``pipeline_tag`` is not ``tabular-regression``.
+    """
+    import yaml
+
+    folder = Path(folder)
+    problems = [f"{folder / name}: missing" for name in REQUIRED_FILES if not (folder / name).is_file()]
+    config_file, card_file = folder / "config.json", folder / "README.md"
+    if config_file.is_file():
+        config = json.loads(config_file.read_text())
+        if "AutoModel" not in config.get("auto_map", {}):
+            problems.append(f"{config_file}: no auto_map for AutoModel")
+        if PIPELINE_TASK not in config.get("custom_pipelines", {}):
+            problems.append(f"{config_file}: no custom_pipelines[{PIPELINE_TASK!r}] (use prepare_model_folder)")
+    metadata: dict = {}
+    if card_file.is_file():
+        match = _FRONT_MATTER.match(card_file.read_text(encoding="utf-8"))
+        metadata = (yaml.safe_load(match.group(1)) if match else None) or {}
+        if not match:
+            problems.append(f"{card_file}: no YAML front matter")
+        elif metadata.get("pipeline_tag") != PIPELINE_TASK:
+            problems.append(f"{card_file}: pipeline_tag is {metadata.get('pipeline_tag')!r}, not {PIPELINE_TASK!r}")
+    if problems:
+        raise ValueError(f"{folder}: not ready to push:\n  " + "\n  ".join(problems))
+    return metadata
+
+
+def push_model(
+    folder: str | Path,
+    repo_id: str,
+    token: str | None = None,
+    private: bool = False,
+    dataset_folder: str | Path | None = None,
+    dataset_repo_id: str | None = None,
+) -> str:
+    """Push a model folder to the Hub; with ``dataset_folder``, publish its dataset first.
+
+    Parameters
+    ----------
+    folder : str or Path
+        A folder that passes `validate_model_folder`.
+    repo_id : str
+        ``namespace/name`` of the model repository; created if missing.
+    token : str, optional
+        Hub token with write access; None uses the saved token or ``HF_TOKEN``.
+    private : bool, optional, default False
+        Visibility of repositories this call creates.
+    dataset_folder, dataset_repo_id : optional
+        A built dataset folder and its Hub id, published with `datasets_builder.publish.publish`. The card must
+        list ``dataset_repo_id`` under ``datasets:``, so that the model page links it.
+
+    Returns
+    -------
+    str
+        URL of the model commit.
+    """
+    from huggingface_hub import HfApi
+
+    metadata = validate_model_folder(folder)
+    if (dataset_folder is None) != (dataset_repo_id is None):
+        raise ValueError("give both dataset_folder and dataset_repo_id, or neither")
+    if dataset_repo_id is not None:
+        if dataset_repo_id not in (metadata.get("datasets") or []):
+            raise ValueError(
+                f"{Path(folder) / 'README.md'}: 'datasets' is {metadata.get('datasets')}, it must name {dataset_repo_id!r}"
+            )
+        from datasets_builder.publish import publish
+
+        publish(dataset_folder, dataset_repo_id, token=token, private=private)
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    commit = api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(folder),
+        allow_patterns=UPLOADED_FILES,
+        commit_message="Upload stellar-foundation model",
+    )
+    return commit.commit_url

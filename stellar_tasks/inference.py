@@ -1,0 +1,59 @@
+"""Batched, array-level prediction: the one inference loop that evaluation, the tasks and the CLI share.
+
+The encoder reads each star once; all requests are answered in one decoder pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from modeling_stellar import StarTokenizer, StellarForObservationPrediction
+
+
+def mask_to_inputs(tokenizer: StarTokenizer, values: np.ndarray, input_names: Sequence[str]) -> np.ndarray:
+    """A copy of (batch, vocab_size) standardised ``values`` where only ``input_names`` stay observed."""
+    shown = np.full_like(values, np.nan)
+    ids = tokenizer.convert_names_to_ids(list(input_names))
+    shown[:, ids] = values[:, ids]
+    return shown
+
+
+@torch.no_grad()
+def predict_arrays(
+    model: StellarForObservationPrediction,
+    tokenizer: StarTokenizer,
+    values: np.ndarray,
+    errors: np.ndarray,
+    requests: Sequence[str],
+    batch_size: int = 1024,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predict ``requests`` for every star from all its observed (finite) values.
+
+    Args:
+        values, errors: (n_stars, vocab_size) standardised arrays from ``tokenizer.to_arrays`` (NaN = not
+            observed); use `mask_to_inputs` to restrict what the model may read.
+        requests: names to predict, the same for every star.
+
+    Returns:
+        ``(mean, std, usable)``: physical-unit (n_stars, R) float64 arrays, NaN for stars with no input left
+        once the requests are removed, and the (n_stars,) bool mask of stars that could be predicted.
+    """
+    request_ids = np.array(tokenizer.convert_names_to_ids(list(requests)))
+    shown = values.copy()
+    shown[:, request_ids] = np.nan
+    usable = np.isfinite(shown[:, 1:]).any(axis=1)
+    mean = np.full((len(values), len(request_ids)), np.nan)
+    std = np.full_like(mean, np.nan)
+    device = model.device
+    rows = np.flatnonzero(usable)
+    for start in range(0, len(rows), batch_size):
+        index = rows[start : start + batch_size]
+        batch = tokenizer.encode_arrays(shown[index], errors[index], list(requests))
+        batch = {k: v.to(device) for k, v in batch.items()}
+        encoded = model.encode(batch["input_ids"], batch["input_values"], batch["attention_mask"])
+        batch_mean, batch_log_variance, _ = model.predict(encoded, batch["request_ids"])
+        mean[index], std[index] = tokenizer.decode(batch["request_ids"], batch_mean, batch_log_variance)
+    return mean, std, usable

@@ -1,0 +1,207 @@
+"""train.py: the sampling rules, resume equality, two processes, the saved folder, and refusals."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import train
+from tests.conftest import REPO_ROOT, create_test_tokenizer
+
+TINY_TRAINING = {
+    "model_overrides": {
+        "d_model": 16,
+        "encoder_attention_heads": [2],
+        "encoder_ffn_dims": [32],
+        "decoder_attention_heads": [2],
+        "decoder_ffn_dims": [32],
+        "head_hidden_dims": [16],
+    },
+    "batch_size": 32,
+    "max_steps": 400,
+    "warmup_steps": 3,
+    "checkpoint_every": 4,
+    "validation_every": 8,
+    "log_every": 1,
+    "keep_checkpoints": 50,
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "tiny.json"
+    path.write_text(json.dumps(TINY_TRAINING))
+    return path
+
+
+def _run(dataset: Path, output: Path, config: Path, *extra: str, **popen) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(REPO_ROOT / "train.py"), "--dataset", str(dataset), "--output", str(output)]
+    return subprocess.run([*command, "--config", str(config), *extra], capture_output=True, text=True, **popen)
+
+
+def _losses(output: Path, after: int = 0) -> dict[int, float]:
+    records = [json.loads(line) for line in (output / train.LOG_FILE).read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if "loss" in r and r["step"] > after}
+
+
+def _random_arrays(tokenizer, n_stars=64, seed=0):
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=(n_stars, tokenizer.vocab_size))
+    values[:, 0] = np.nan
+    values[rng.random(values.shape) < 0.3] = np.nan  # 30 % not observed
+    return values, np.abs(rng.normal(scale=0.1, size=values.shape))
+
+
+def test_no_request_is_visible_in_its_own_input():
+    tokenizer = create_test_tokenizer()
+    values, errors = _random_arrays(tokenizer)
+    config = train.TrainingConfig(requests_per_star=16)
+    weight = np.where(tokenizer._requestable, 1.0, 0.0)
+    for seed in range(20):
+        batch = train.sample_batch(tokenizer, values, errors, weight, config, np.random.default_rng(seed))
+        for inputs, requests, labels in zip(batch["input_ids"], batch["request_ids"], batch["labels"], strict=True):
+            asked = set(requests[requests > 0].tolist())
+            assert asked and not asked & set(inputs[inputs > 0].tolist())
+            assert torch.isfinite(labels[requests > 0]).all()  # only observed names are requested
+        assert batch["input_ids"].shape[1] <= config.max_input_tokens
+        assert (batch["request_ids"] > 0).sum(1).max() == 16
+
+
+def test_every_requestable_name_can_be_drawn():
+    tokenizer = create_test_tokenizer()
+    values, errors = _random_arrays(tokenizer, n_stars=256)
+    config = train.TrainingConfig(requests_per_star=8)
+    weight = np.where(tokenizer._requestable, 1.0, 0.0)
+    weight[tokenizer.convert_names_to_ids(["teff"])[0]] = 6.0
+    drawn = np.zeros(tokenizer.vocab_size, dtype=int)
+    for seed in range(30):
+        batch = train.sample_batch(tokenizer, values, errors, weight, config, np.random.default_rng(seed))
+        np.add.at(drawn, batch["request_ids"].flatten().numpy(), 1)
+    names = tokenizer.convert_ids_to_names(np.flatnonzero(drawn[1:] == 0) + 1)
+    assert names == [], f"never drawn: {names}"
+    assert {"bprp", "jk"} <= set(tokenizer.requestable_names)  # the published code never asked for these
+    teff, others = drawn[tokenizer.convert_names_to_ids(["teff"])[0]], np.median(drawn[1:])
+    assert teff > 3 * others  # the weights steer how often a name is drawn
+
+
+def test_learning_rate_schedule_warms_up_then_decays():
+    factor = train.get_lr_lambda(train.TrainingConfig(warmup_steps=10, max_steps=110, min_lr_ratio=0.1))
+    assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
+    assert factor(60) == pytest.approx(0.55) and factor(110) == pytest.approx(0.1)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_with_identical_losses(tiny_dataset, tiny_config, tmp_path):
+    straight = _run(tiny_dataset, tmp_path / "straight", tiny_config, "--stop-at-step", "16")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    interrupted = tmp_path / "interrupted"
+    command = [sys.executable, str(REPO_ROOT / "train.py"), "--dataset", str(tiny_dataset)]
+    process = subprocess.Popen(
+        [*command, "--output", str(interrupted), "--config", str(tiny_config)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not (interrupted / "checkpoints" / "step_4").is_dir():
+        assert process.poll() is None and time.monotonic() < deadline, "run ended before its first checkpoint"
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    newest = train.checkpoints_in(interrupted)[-1]
+    resumed_from = int(newest.name.split("_")[1])
+    assert resumed_from < 16, "the run got too far before the kill to test anything"
+    resumed = _run(tiny_dataset, interrupted, tiny_config, "--stop-at-step", "16", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    expected, got = _losses(tmp_path / "straight", after=resumed_from), _losses(interrupted, after=resumed_from)
+    # the log of the killed run may hold steps past its checkpoint; the resumed ones are appended last
+    assert sorted(got) == list(range(resumed_from + 1, 17))
+    assert got == expected
+
+
+@pytest.mark.slow
+def test_two_processes_synchronise_and_save_a_loadable_model(tiny_dataset, tiny_config, tmp_path):
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    command = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "29561"]
+    command += [str(REPO_ROOT / "train.py"), "--dataset", str(tiny_dataset), "--output", str(tmp_path / "ddp")]
+    result = subprocess.run(
+        [*command, "--config", str(tiny_config), "--stop-at-step", "6"], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports = [json.loads(p.read_text()) for p in sorted((tmp_path / "ddp" / "processes").glob("*.json"))]
+    assert [r["process_index"] for r in reports] == [0, 1]
+    assert all(r["num_processes"] == 2 and r["steps"] == 6 for r in reports)
+    assert reports[0]["weights_sum"] == reports[1]["weights_sum"]
+    assert reports[0]["weights_abs_sum"] == reports[1]["weights_abs_sum"]
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(tmp_path / "ddp", trust_remote_code=True)
+    assert model.num_parameters() > 0
+
+
+def test_saved_folder_is_hub_ready_and_loads(tiny_dataset, tiny_config, tmp_path):
+    result = _run(tiny_dataset, tmp_path / "run", tiny_config, "--stop-at-step", "8")
+    assert result.returncode == 0, result.stderr[-2000:]
+    folder = tmp_path / "run"
+    config = json.loads((folder / "config.json").read_text())
+    assert "AutoModel" in config["auto_map"]
+    for name in ("model.safetensors", "preprocessor_config.json", "modeling_stellar.py", "training_facts.json"):
+        assert (folder / name).is_file(), name
+    stats = json.loads((tiny_dataset / "meta" / "stats.json").read_text())
+    vocabulary = json.loads((folder / "preprocessor_config.json").read_text())["vocabulary"]
+    teff = next(entry for entry in vocabulary if entry["name"] == "teff")
+    assert teff["center"] == pytest.approx(stats["teff"]["center"])  # normalisation came with the dataset
+    validation = [json.loads(line) for line in (folder / train.LOG_FILE).read_text().splitlines()]
+    assert any("validation" in record for record in validation)
+
+
+def test_max_minutes_stops_cleanly_with_a_checkpoint_and_a_model(tiny_dataset, tiny_config, tmp_path):
+    result = _run(tiny_dataset, tmp_path / "run", tiny_config, "--max-minutes", "0.0001")
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in (tmp_path / "run" / train.LOG_FILE).read_text().splitlines()]
+    assert records[-1]["stopped"] == "max_minutes" and records[-1]["step"] < TINY_TRAINING["max_steps"]
+    assert train.checkpoints_in(tmp_path / "run")[-1].name == f"step_{records[-1]['step']}"
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_refuses_to_mix_runs_or_resume_nothing(tiny_dataset, tiny_config, tmp_path):
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("keep me")
+    result = _run(tiny_dataset, occupied, tiny_config, "--stop-at-step", "1")
+    assert result.returncode != 0 and "is not empty" in result.stderr
+    assert (occupied / "notes.txt").read_text() == "keep me"
+    result = _run(tiny_dataset, tmp_path / "fresh", tiny_config, "--resume")
+    assert result.returncode != 0 and "holds no run to resume" in result.stderr
+    assert _run(tiny_dataset, tmp_path / "run", tiny_config, "--stop-at-step", "4").returncode == 0
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**TINY_TRAINING, "learning_rate": 0.5}))
+    result = _run(tiny_dataset, tmp_path / "run", other, "--resume")
+    assert result.returncode != 0 and "holds another run" in result.stderr
+
+
+def test_corrupt_checkpoint_is_named(tiny_dataset, tiny_config, tmp_path):
+    assert _run(tiny_dataset, tmp_path / "run", tiny_config, "--stop-at-step", "4").returncode == 0
+    newest = train.checkpoints_in(tmp_path / "run")[-1]
+    (newest / "model.safetensors").write_bytes(b"not a safetensors file")
+    result = _run(tiny_dataset, tmp_path / "run", tiny_config, "--stop-at-step", "8", "--resume")
+    assert result.returncode != 0 and f"checkpoint {newest} cannot be loaded" in result.stderr
+
+
+def test_dataset_without_needed_columns_is_refused(tmp_path, tiny_config):
+    datasets = pytest.importorskip("datasets")
+    folder = tmp_path / "bad"
+    datasets.Dataset.from_dict({"gaia_dr3_source_id": [1, 2], "teff": [5000.0, 4000.0]}).to_parquet(
+        str(folder / "data" / "train-00000.parquet")
+    )
+    (folder / "meta").mkdir()
+    (folder / "meta" / "stats.json").write_text(json.dumps({"teff": {"center": 4500.0, "scale": 500.0}}))
+    result = _run(folder, tmp_path / "run", tiny_config, "--stop-at-step", "1")
+    assert result.returncode != 0 and "lacks the columns training needs" in result.stderr

@@ -46,7 +46,7 @@ from datasets import load_dataset
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from modeling_stellar import StarTokenizer, StellarConfig, StellarForObservationPrediction
+from modeling_stellar import StarTokenizer, StellarConfig, StellarForObservationPrediction, gaussian_nll
 
 REPO_ROOT = Path(__file__).resolve().parent
 DEFAULT_VOCABULARY = REPO_ROOT / "modeling_stellar" / "vocabularies" / "apogee_gaia_xp.json"
@@ -84,6 +84,9 @@ class TrainingConfig:
     max_steps: int = 20_000  # cosine decay to `min_lr_ratio` * lr at this step
     min_lr_ratio: float = 0.05
     max_grad_norm: float = 1.0
+    # beta-NLL (Seitzer et al. 2022): 0 is the published Gaussian NLL; 0.5 keeps uncertain requests learning
+    # their means at full speed while leaving the optimum (mean, variance) unchanged.
+    nll_beta: float = 0.5
     # --- bookkeeping
     validation_fraction: float = 0.05  # of the train split, held out by a seeded draw; never the test split
     validation_every: int = 500
@@ -281,7 +284,11 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
             batch = sample_batch(tokenizer, values[index], errors[index], request_weight, config, rng)
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             with accelerator.accumulate(model):
-                loss = model(**batch).loss
+                labels, label_errors = batch.pop("labels"), batch.pop("label_errors")
+                output = model(**batch)
+                loss = gaussian_nll(
+                    output.mean, output.log_variance, labels, label_errors, batch["request_ids"] != 0, config.nll_beta
+                )
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)

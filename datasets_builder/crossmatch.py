@@ -24,6 +24,7 @@ __all__ = [
     "TWOMASS_EPOCH",
     "join_rows",
     "match_by_position",
+    "missing_value",
     "match_by_source_id",
 ]
 
@@ -146,9 +147,10 @@ def _positions_at_epoch(table, epoch: float) -> tuple[np.ndarray, np.ndarray]:
     return np.mod(new_ra, 360.0), new_dec
 
 
-def _fill_value(column):
-    """What an unmatched row gets in a column brought over from the right table."""
-    kind = column.dtype.kind
+def missing_value(dtype: np.dtype):
+    """The "not observed / not matched" value of a column type: NaN, `MISSING_ID` (signed integers),
+    0 (unsigned), False or ""."""
+    kind = np.dtype(dtype).kind
     if kind == "f":
         return np.nan
     if kind in "iu":
@@ -224,7 +226,7 @@ def join_rows(
         if name == key or name in shared:
             continue
         column = right[name]
-        values = np.full((len(left), *column.shape[1:]), _fill_value(column), dtype=column.dtype)
+        values = np.full((len(left), *column.shape[1:]), missing_value(column.dtype), dtype=column.dtype)
         values[matched] = np.asarray(column)[index[matched]]
         out[name] = values
     for name in shared:
@@ -232,8 +234,11 @@ def join_rows(
             continue  # filled together with its value below
         left_values, right_values = np.asarray(out[name]), np.asarray(right[name])
         if name == "source":
-            combined = np.char.add(np.char.add(left_values.astype(str), "+"), right_values[index].astype(str))
-            out[name] = np.where(matched, combined, left_values.astype(str))
+            text = left_values.astype(str)
+            joined = np.char.add(np.char.add(text[matched], "+"), right_values[index[matched]].astype(str))
+            text = text.astype(np.result_type(text.dtype, joined.dtype))
+            text[matched] = joined
+            out[name] = text
         elif left_values.dtype.kind == "f":
             take = np.zeros(len(left), dtype=bool)
             take[matched] = np.isnan(left_values[matched]) & ~np.isnan(right_values[index[matched]])

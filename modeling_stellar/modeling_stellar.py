@@ -361,10 +361,15 @@ def gaussian_nll(
     labels: torch.Tensor,
     label_errors: torch.Tensor | None = None,
     request_mask: torch.Tensor | None = None,
+    beta: float = 0.0,
 ) -> torch.Tensor:
     """Gaussian negative log-likelihood with the label's error in quadrature (Leung & Bovy 2023, Eq. 2):
     ``V = exp(log_variance) + err**2``, ``L = 0.5 ((y - mean)**2 / V + ln V)``, averaged over the requests
     whose label is finite (and whose ``request_mask`` is true). All tensors (batch, R), standardised units.
+
+    ``beta > 0`` gives the beta-NLL of Seitzer et al. 2022 (ICLR, "On the pitfalls of heteroscedastic
+    uncertainty estimation"): each term is weighted by the detached ``V**beta``, so that requests the model
+    is still unsure of do not learn their mean more slowly; the optimum (mean, variance) is unchanged.
     Returns 0 (with a gradient path) when no request has a label."""
     labelled = torch.isfinite(labels)
     if request_mask is not None:
@@ -375,5 +380,7 @@ def gaussian_nll(
     if label_errors is not None:
         variance = variance + torch.where(labelled, label_errors.float(), 0.0).square()
     per_request = 0.5 * ((target - mean).square() / variance + variance.log())
+    if beta:
+        per_request = per_request * variance.detach().pow(beta)
     weights = labelled.float()
     return (per_request * weights).sum() / weights.sum().clamp_min(1.0)

@@ -22,7 +22,7 @@ __all__ = ["BUDGETS", "BaselineBudget", "XGBoostSettings", "fit_predict_xgboost"
 
 @dataclass(frozen=True)
 class XGBoostSettings:
-    """Hyperparameters of one `xgboost.XGBRegressor`.
+    """Hyperparameters of one XGBoost regressor (``xgboost.train``).
 
     Attributes
     ----------
@@ -121,25 +121,30 @@ def fit_predict_xgboost(
 
     train_x = np.asarray(train_x, dtype=np.float32)
     train_y = np.asarray(train_y, dtype=np.float64)
+    test_x = np.asarray(test_x, dtype=np.float32)
     if train_y.ndim != 2 or train_x.ndim != 2 or len(train_x) != len(train_y):
         raise ValueError(f"train_x {train_x.shape} and train_y {train_y.shape} must be (n, features) and (n, targets)")
-    parameters = {k: v for k, v in asdict(settings).items() if k != "multi_strategy"}
-    parameters.update(random_state=seed, n_jobs=n_jobs or os.cpu_count())
+    # The native API (xgboost.train) needs no scikit-learn.
+    parameters = {k: v for k, v in asdict(settings).items() if k not in ("n_estimators", "multi_strategy")}
+    parameters.update(objective="reg:squarederror", seed=seed, nthread=n_jobs or os.cpu_count())
     started = time.monotonic()
+    test = xgboost.DMatrix(test_x, missing=np.nan)
     if joint:
         rows = np.isfinite(train_y).all(axis=1)
-        model = xgboost.XGBRegressor(**parameters, multi_strategy=settings.multi_strategy)
-        model.fit(train_x[rows], train_y[rows])
-        prediction = model.predict(np.asarray(test_x, dtype=np.float32)).reshape(len(test_x), -1)
+        train = xgboost.DMatrix(train_x[rows], label=train_y[rows], missing=np.nan)
+        booster = xgboost.train(
+            {**parameters, "multi_strategy": settings.multi_strategy}, train, num_boost_round=settings.n_estimators
+        )
+        prediction = booster.predict(test).reshape(len(test_x), -1)
         used: int | list[int] = int(rows.sum())
     else:
         prediction = np.empty((len(test_x), train_y.shape[1]))
         used = []
         for j in range(train_y.shape[1]):
             rows = np.isfinite(train_y[:, j])
-            model = xgboost.XGBRegressor(**parameters)
-            model.fit(train_x[rows], train_y[rows, j])
-            prediction[:, j] = model.predict(np.asarray(test_x, dtype=np.float32))
+            train = xgboost.DMatrix(train_x[rows], label=train_y[rows, j], missing=np.nan)
+            booster = xgboost.train(parameters, train, num_boost_round=settings.n_estimators)
+            prediction[:, j] = booster.predict(test)
             used.append(int(rows.sum()))
     record = {"settings": asdict(settings), "n_train": used, "seconds": time.monotonic() - started}
     return prediction.astype(np.float64), record

@@ -57,3 +57,28 @@ def predict_arrays(
         batch_mean, batch_log_variance, _ = model.predict(encoded, batch["request_ids"])
         mean[index], std[index] = tokenizer.decode(batch["request_ids"], batch_mean, batch_log_variance)
     return mean, std, usable
+
+
+@torch.no_grad()
+def embed_arrays(
+    model: StellarForObservationPrediction,
+    tokenizer: StarTokenizer,
+    values: np.ndarray,
+    errors: np.ndarray,
+    batch_size: int = 1024,
+) -> np.ndarray:
+    """The encoder's star embedding (``model.embed``: mean final encoder state over the star's tokens).
+
+    Args:
+        values, errors: (n_stars, vocab_size) standardised arrays (NaN = not observed); every star needs at least
+            one observation (`mask_to_inputs` restricts what the encoder reads).
+
+    Returns:
+        (n_stars, d_model) float32 array.
+    """
+    embeddings = []
+    for start in range(0, len(values), batch_size):
+        batch = tokenizer.encode_arrays(values[start : start + batch_size], errors[start : start + batch_size])
+        batch = {k: v.to(model.device) for k, v in batch.items()}
+        embeddings.append(model.embed(batch["input_ids"], batch["input_values"], batch["attention_mask"]).float().cpu())
+    return torch.cat(embeddings).numpy()

@@ -37,6 +37,11 @@ Endpoints served (``{type}`` is ``models``, ``datasets`` or ``spaces``; ``{prefi
     HEAD   /{prefix}{repo}/resolve/{rev}/{path}      file metadata: X-Repo-Commit, ETag, X-Linked-Etag, X-Linked-Size
     GET    /{prefix}{repo}/resolve/{rev}/{path}      file content, with ``Range`` support (206)
 
+Not served: the dataset viewer API that ``datasets.load_dataset`` also asks for a Parquet export and
+dataset infos, at ``datasets-server.<endpoint host>`` (a different host; on failure ``datasets`` falls back
+to the repository files). Tests set ``datasets.config.USE_PARQUET_EXPORT = False`` in the loading process
+so that nothing waits on resolving that host name.
+
 Anything else answers 404 and is recorded in `HubServer.unhandled`, so a test can assert that the
 client asked for nothing the stand-in does not know. Errors carry the ``X-Error-Code`` header
 (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``) that ``huggingface_hub`` maps to its
@@ -185,6 +190,8 @@ class HubServer:
         (method, path) of every request received, in order.
     unhandled : list[tuple[str, str]]
         (method, path) of requests no route matched.
+    errors : list[str]
+        Exceptions raised while answering (answered with status 500): a bug in the stand-in.
     """
 
     def __init__(self, token: str | None = None):
@@ -193,6 +200,7 @@ class HubServer:
         self.lfs_objects: dict[str, bytes] = {}
         self.requests: list[tuple[str, str]] = []
         self.unhandled: list[tuple[str, str]] = []
+        self.errors: list[str] = []
         self.endpoint = ""
         self._lock = threading.RLock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -327,7 +335,7 @@ def _folders(files: dict[str, StoredFile]) -> set[str]:
     return folders
 
 
-_API_REPO = r"/api/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)"
+_API_REPO = r"/api/(?P<kind>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)"
 _WEB_REPO = r"/(?:(?P<prefix>datasets|spaces)/)?(?P<repo>[^/]+/[^/]+?)"
 
 
@@ -358,8 +366,8 @@ class _Handler(BaseHTTPRequestHandler):
         ("GET", _WEB_REPO + r"/resolve/(?P<rev>[^/]+)/(?P<path>.+)", "resolve"),
     ]
 
-    def log_message(self, format, *args):  # noqa: A002 - silence the default stderr access log
-        pass
+    def log_message(self, *args) -> None:
+        """Silence the default access log on stderr."""
 
     # ------------------------------------------------------------------ plumbing
     def _dispatch(self) -> None:
@@ -382,6 +390,9 @@ class _Handler(BaseHTTPRequestHandler):
             if err.code:
                 headers["X-Error-Code"] = err.code
             self._send_json({"error": err.message, **err.payload}, status=err.status, headers=headers)
+        except Exception as exc:  # a bug in the stand-in: answer 500 and keep it for the test to see
+            hub.errors.append(f"{self.command} {url.path}: {exc!r}")
+            self._send_json({"error": repr(exc)}, status=500)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _dispatch
 
@@ -499,8 +510,8 @@ class _Handler(BaseHTTPRequestHandler):
         """The registry ``huggingface_hub`` fetches for its user-agent string; empty: no agent detected."""
         self._send_json({"standardEnvVars": [], "harnesses": {}})
 
-    def do_repo_info(self, type: str, repo: str, rev: str = DEFAULT_BRANCH) -> None:  # noqa: A002
-        stored_repo = self._readable_repo(self._api_type(type), repo)
+    def do_repo_info(self, kind: str, repo: str, rev: str = DEFAULT_BRANCH) -> None:
+        stored_repo = self._readable_repo(self._api_type(kind), repo)
         commit = self.server_hub._commit(stored_repo, rev)
         with_blobs = self.query.get("blobs", "").lower() == "true"
         siblings = []
@@ -509,7 +520,11 @@ class _Handler(BaseHTTPRequestHandler):
             if with_blobs:
                 sibling.update(size=len(stored.data), blobId=stored.blob_id)
                 if stored.lfs:
-                    sibling["lfs"] = {"size": len(stored.data), "sha256": stored.sha256, "pointerSize": 134}
+                    sibling["lfs"] = {
+                        "size": len(stored.data),
+                        "sha256": stored.sha256,
+                        "pointerSize": _LFS_POINTER_SIZE,
+                    }
             siblings.append(sibling)
         card_data = None
         readme = commit.files.get("README.md")
@@ -536,8 +551,8 @@ class _Handler(BaseHTTPRequestHandler):
             }
         )
 
-    def do_tree(self, type: str, repo: str, rev: str, path: str = "") -> None:  # noqa: A002
-        stored_repo = self._readable_repo(self._api_type(type), repo)
+    def do_tree(self, kind: str, repo: str, rev: str, path: str = "") -> None:
+        stored_repo = self._readable_repo(self._api_type(kind), repo)
         commit = self.server_hub._commit(stored_repo, rev)
         recursive = self.query.get("recursive", "").lower() == "true"
         expand = self.query.get("expand", "").lower() == "true"
@@ -557,8 +572,8 @@ class _Handler(BaseHTTPRequestHandler):
                 entries.append(_tree_entry(file_path, stored, commit if expand else None))
         self._send_json(entries)
 
-    def do_paths_info(self, type: str, repo: str, rev: str) -> None:  # noqa: A002
-        stored_repo = self._readable_repo(self._api_type(type), repo)
+    def do_paths_info(self, kind: str, repo: str, rev: str) -> None:
+        stored_repo = self._readable_repo(self._api_type(kind), repo)
         commit = self.server_hub._commit(stored_repo, rev)
         if "json" in self.headers.get("Content-Type", ""):
             form = self._json_body()
@@ -576,16 +591,16 @@ class _Handler(BaseHTTPRequestHandler):
                 entries.append(_folder_entry(path, commit.files, commit if expand else None))
         self._send_json(entries)
 
-    def do_refs(self, type: str, repo: str) -> None:  # noqa: A002
-        stored_repo = self._readable_repo(self._api_type(type), repo)
+    def do_refs(self, kind: str, repo: str) -> None:
+        stored_repo = self._readable_repo(self._api_type(kind), repo)
         branches = [
             {"name": name, "ref": f"refs/heads/{name}", "targetCommit": oid}
             for name, oid in sorted(stored_repo.branches.items())
         ]
         self._send_json({"branches": branches, "converts": [], "tags": []})
 
-    def do_commits(self, type: str, repo: str, rev: str) -> None:  # noqa: A002
-        stored_repo = self._readable_repo(self._api_type(type), repo)
+    def do_commits(self, kind: str, repo: str, rev: str) -> None:
+        stored_repo = self._readable_repo(self._api_type(kind), repo)
         commit: Commit | None = self.server_hub._commit(stored_repo, rev)
         history = []
         while commit is not None:
@@ -601,9 +616,9 @@ class _Handler(BaseHTTPRequestHandler):
             commit = stored_repo.commits.get(commit.parent) if commit.parent else None
         self._send_json(history)
 
-    def do_create_branch(self, type: str, repo: str, branch: str) -> None:  # noqa: A002
+    def do_create_branch(self, kind: str, repo: str, branch: str) -> None:
         self._check_token(required=True)
-        stored_repo = self.server_hub._repo(self._api_type(type), repo)
+        stored_repo = self.server_hub._repo(self._api_type(kind), repo)
         payload = self._json_body()
         start = self.server_hub._commit(stored_repo, payload.get("startingPoint") or DEFAULT_BRANCH)
         with self.server_hub._lock:
@@ -613,10 +628,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json({})
 
     # ------------------------------------------------------------------ uploads
-    def do_preupload(self, type: str, repo: str, rev: str) -> None:  # noqa: A002
+    def do_preupload(self, kind: str, repo: str, rev: str) -> None:
         self._check_token(required=True)
         hub = self.server_hub
-        stored_repo = hub._repo(self._api_type(type), repo)
+        stored_repo = hub._repo(self._api_type(kind), repo)
         commit = hub._commit(stored_repo, rev)
         answers = []
         for item in self._json_body().get("files", []):
@@ -664,16 +679,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_lfs_verify(self, repo: str, prefix: str | None = None) -> None:
         self._check_token(required=True)
+        self.server_hub._repo(self._web_type(prefix), repo)
         payload = self._json_body()
         stored = self.server_hub.lfs_objects.get(payload.get("oid", ""))
         if stored is None or len(stored) != payload.get("size"):
             raise _HubError(404, "", f"LFS object {payload.get('oid')} not uploaded")
         self._send_json({"success": True})
 
-    def do_commit(self, type: str, repo: str, rev: str) -> None:  # noqa: A002
+    def do_commit(self, kind: str, repo: str, rev: str) -> None:
         self._check_token(required=True)
         hub = self.server_hub
-        repo_type = self._api_type(type)
+        repo_type = self._api_type(kind)
         stored_repo = hub._repo(repo_type, repo)
         with hub._lock:
             parent = hub._commit(stored_repo, rev)

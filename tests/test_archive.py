@@ -134,3 +134,18 @@ def test_iter_archive_rows_without_apogee(archive_dir, tmp_path):
     assert "teff" not in rows.colnames
     with pytest.raises(ValueError, match="no Gaia G magnitude"):
         list(iter_archive_rows(paths, None))
+
+
+def test_files_with_different_columns_stack_without_masks(archive_dir, tmp_path):
+    # The first export joined gaia_source's BP and RP magnitudes in the archive query; the second did not.
+    joined = Table.read(archive_dir / "XP_CONTINUOUS_RAW.fits")
+    joined["phot_bp_mean_mag"] = np.array([13.1, 15.2], dtype=np.float32)
+    joined["phot_rp_mean_mag"] = np.array([11.9, 14.0], dtype=np.float32)
+    joined.write(tmp_path / "with_colours.fits")
+    gaia_source = _gaia_source_file(tmp_path / "gaia_source.ecsv", SOURCES, [12.0, 13.0, 14.0])
+    paths = [str(tmp_path / "with_colours.fits"), str(archive_dir / "XP_CONTINUOUS_RAW_with_missing_BP.csv")]
+    (rows,) = iter_archive_rows(paths, None, gaia_source_path=str(gaia_source))
+    assert rows["gaia_dr3_source_id"].tolist() == [SOURCES[0], SOURCES[2], SOURCES[1]]
+    assert not rows.has_masked_columns
+    np.testing.assert_allclose(rows["bprp"][:2], [1.2, 1.2], atol=1e-6)
+    assert np.isnan(rows["bprp"][2]) and np.isnan(rows["bprp_err"]).all()

@@ -129,3 +129,11 @@ def test_join_needs_the_key_and_unique_right_ids(apogee_rows):
     doubled["gaia_dr3_source_id"][1] = doubled["gaia_dr3_source_id"][0]
     with pytest.raises(ValueError, match="more than once"):
         join_rows(xp, doubled)
+
+
+def test_join_with_empty_tables(apogee_rows):
+    xp = _xp_like(apogee_rows, 4)
+    joined = join_rows(xp, apogee_rows[:0])
+    assert len(joined) == 4 and joined["crossmatch"].tolist() == [""] * 4
+    assert joined["source"].tolist() == ["gaia_dr3_xp_continuous"] * 4 and np.isnan(joined["teff"]).all()
+    assert len(join_rows(xp[:0], apogee_rows)) == 0

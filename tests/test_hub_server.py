@@ -46,7 +46,7 @@ def test_model_repo_round_trip(api, tmp_path):
     assert [c.title for c in api.list_repo_commits("stellar/tiny-model")] == ["weights", "initial commit"]
     paths = api.get_paths_info("stellar/tiny-model", ["config.json", "nowhere.txt"])
     assert [p.path for p in paths] == ["config.json"]
-    assert api.server.unhandled == []
+    assert api.server.unhandled == [] and api.server.errors == []
 
 
 def test_errors_map_to_huggingface_hub_exceptions(api, tmp_path):

@@ -29,8 +29,6 @@ _CITATION = """\
   title   = {Towards an astronomical foundation model for stars with a Transformer-based model},
   author  = {Leung, Henry W. and Bovy, Jo},
   journal = {Monthly Notices of the Royal Astronomical Society},
-  volume  = {527},
-  pages   = {1494--1520},
   year    = {2024},
   eprint  = {2308.10944},
 }

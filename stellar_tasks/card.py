@@ -1,0 +1,156 @@
+"""The Hub model card, rendered from measured results: never typed by hand.
+
+`render_model_card` fills the repository's ``model_card.md`` (a Jinja2 template, rendered by
+``huggingface_hub.ModelCard.from_template``) with the model folder's ``config.json`` and ``training_facts.json``
+(written by ``train.py``) and the results of ``python -m stellar_tasks.report`` (``results.json``). The YAML front
+matter, ``model-index`` included, is built by ``huggingface_hub.ModelCardData`` from the same numbers.
+
+    python -m stellar_tasks.report --model MODEL --dataset DATASET --output reports --write-card
+    python -m stellar_tasks.card --model MODEL --results reports/results.json   # re-render only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+
+__all__ = ["TEMPLATE_PATH", "render_model_card", "write_model_card"]
+
+TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "model_card.md"
+"""The card template at the repository root."""
+
+CARD_FILENAME = "README.md"
+DEFAULT_DATASET_ID = "stellar-foundation/apogee-gaia-xp"
+"""Hub id of the training dataset, for the card's ``datasets:`` field."""
+
+DEFAULT_SPACE_ID = "stellar-foundation/stellar-foundation-demo"
+"""Hub id of the demo Space linked from the card."""
+
+TAGS = ["astronomy", "astrophysics", "stellar-parameters", "gaia", "apogee", "xp-spectra", "foundation-model", "transformer"]
+
+LABEL_NAMES = {"teff": "Teff", "logg": "log g", "fe_h": "[Fe/H]"}
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _eval_results(results: dict, dataset_id: str) -> list:
+    """``model-index`` entries: the model's scatter per label and setting, and its calibration on setting (a)."""
+    from huggingface_hub import EvalResult
+
+    settings = {row["setting"] for row in results["parameters"]}
+    entries = []
+    for row in results["parameters"]:
+        if row["method"] != "model":
+            continue
+        base = {
+            "task_type": "tabular-regression",
+            "task_name": "Stellar parameters from Gaia XP spectra and colours",
+            "dataset_type": dataset_id,
+            "dataset_name": "APOGEE DR17 x Gaia DR3 XP",
+            "dataset_split": "test",
+        }
+        name = f"{LABEL_NAMES.get(row['label'], row['label'])} [{row['unit']}], setting ({row['setting']})"
+        if _finite(row["scatter"]):
+            entries.append(EvalResult(**base, metric_type="mad_std", metric_name=f"scatter {name}", metric_value=row["scatter"]))
+        if row["setting"] == "a" and "a" in settings:
+            for key, label in (("z_std", "robust std of z"), ("coverage_68", "68 % coverage")):
+                if _finite(row.get(key)):
+                    entries.append(EvalResult(**base, metric_type=key, metric_name=f"{label}, {name}", metric_value=row[key]))
+    return entries
+
+
+def render_model_card(
+    model_dir: str | Path,
+    results: dict,
+    repo_id: str | None = None,
+    dataset_id: str = DEFAULT_DATASET_ID,
+    space_id: str = DEFAULT_SPACE_ID,
+    template_path: str | Path = TEMPLATE_PATH,
+) -> str:
+    """The model card (README.md text) of a saved model folder, with its measured results.
+
+    Parameters
+    ----------
+    model_dir : path
+        Saved model folder: ``config.json`` and, when train.py made it, ``training_facts.json``.
+    results : dict
+        What ``python -m stellar_tasks.report`` returns and writes to ``results.json``.
+    repo_id : str, optional
+        Hub id used in the usage snippets; default ``stellar-foundation/<folder name>``.
+    dataset_id, space_id : str
+        Hub ids of the training dataset and of the demo Space.
+    template_path : path
+        The Jinja2 template.
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    model_dir = Path(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    facts_file = model_dir / "training_facts.json"
+    facts = json.loads(facts_file.read_text()) if facts_file.is_file() else {}
+    repo_id = repo_id or f"stellar-foundation/{model_dir.resolve().name}"
+    card_data = ModelCardData(
+        model_name=repo_id.split("/")[-1],
+        license="mit",
+        library_name="transformers",
+        pipeline_tag="tabular-regression",
+        tags=TAGS,
+        datasets=[dataset_id],
+        eval_results=_eval_results(results, dataset_id),
+    )
+    paired: dict[tuple, dict] = {}
+    for row in results["parameters"]:
+        paired.setdefault((row["setting"], row["label"]), {})[row["method"]] = row
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(template_path),
+        repo_id=repo_id,
+        space_id=space_id,
+        dataset_id=dataset_id,
+        config=config,
+        facts=facts,
+        training=facts.get("training", {}),
+        results=results,
+        parameter_pairs=[
+            {"setting": setting, "label": LABEL_NAMES.get(label, label), **pair} for (setting, label), pair in paired.items()
+        ],
+        fmt=_fmt,
+    )
+    return str(card)
+
+
+def _fmt(value, digits: int = 3) -> str:
+    """Number formatting for the template: ``digits`` significant digits, "n/a" when missing."""
+    if not _finite(value):
+        return "n/a"
+    return str(value) if isinstance(value, int) else f"{value:.{digits}g}"
+
+
+def write_model_card(model_dir: str | Path, results: dict, **kwargs) -> Path:
+    """Render the card and write it to ``<model_dir>/README.md`` atomically (temporary file, then rename)."""
+    path = Path(model_dir) / CARD_FILENAME
+    staging = path.with_name(path.name + ".tmp")
+    staging.write_text(render_model_card(model_dir, results, **kwargs), encoding="utf-8")
+    os.replace(staging, path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description="Render a model folder's README.md from a report's results.json.")
+    parser.add_argument("--model", required=True, help="saved model folder")
+    parser.add_argument("--results", required=True, help="results.json of python -m stellar_tasks.report")
+    parser.add_argument("--repo-id", default=None, help="Hub id for the usage snippets")
+    args = parser.parse_args(argv)
+    results = json.loads(Path(args.results).read_text())
+    path = write_model_card(args.model, results, repo_id=args.repo_id)
+    print(f"model card written to {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()

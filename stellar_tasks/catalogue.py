@@ -1,0 +1,260 @@
+"""Catalogue-scale prediction: star tables and Gaia archive XP files in, a table of predictions with units out.
+
+`predict_table` is the table form of the ``tabular-regression`` pipeline: the same numbers, as an astropy
+``QTable`` with ``<name>`` and ``<name>_std`` columns in physical units and a ``reason`` column that says why a
+row could not be predicted (empty when it was). `iter_input_chunks` reads the inputs in chunks, `write_table`
+writes the result atomically; ``stellar-foundation predict`` (`stellar_tasks.cli`) puts them together.
+
+Inputs:
+    * Gaia DR3 archive ``xp_continuous_mean_spectrum`` files, in every format
+      `datasets_builder.gaia_archive.read_gaia_xp` reads (CSV, ECSV, FITS, VOTable, optionally .gz). Their
+      coefficients are divided by the G-band flux (`datasets_builder.archive.archive_rows`), which needs
+      ``phot_g_mean_mag``: a column of the file (an ADQL join with ``gaiadr3.gaia_source``) or a separate
+      ``gaia_source`` table; a source without G gets a reason, never a guessed G.
+    * Star tables (Parquet, FITS, ECSV) whose columns are vocabulary names in physical units plus optional
+      ``<name>_err``, like the dataset's own shards. Parquet is streamed by record batches.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from modeling_stellar.pipeline_stellar import DEFAULT_BATCH_SIZE
+from stellar_tasks.inference import predict_arrays
+
+__all__ = ["ID_COLUMNS", "REASON_COLUMN", "iter_input_chunks", "predict_table", "write_table"]
+
+REASON_COLUMN = "reason"
+"""Why a row has no prediction; empty when it has one."""
+
+ID_COLUMNS = ("gaia_dr3_source_id", "source_id", "apogee_id")
+"""Identifier columns copied from a star table to the output when present."""
+
+NO_INPUT = "nothing to read: every observation is NaN or requested"
+NO_G = "no phot_g_mean_mag: the XP coefficients cannot be normalised (give --gaia-source)"
+
+OUTPUT_FORMATS = {".parquet": "parquet", ".fits": "fits", ".fit": "fits", ".ecsv": "ascii.ecsv"}
+"""Output file suffix -> astropy writer format."""
+
+_TABLE_SUFFIXES = (".parquet", ".fits", ".fit", ".fts", ".ecsv")
+_XP_ONLY_SUFFIXES = (".csv", ".vot", ".votable", ".xml")
+_STAR_PREFIX = re.compile(r"^star \d+(, |: )")
+
+
+def predict_table(predictor, table, requests: Sequence[str] | None = None, batch_size: int | None = None):
+    """Predict ``requests`` for every row of a star table; rows that cannot be predicted get a reason.
+
+    Parameters
+    ----------
+    predictor : StellarParameterPipeline
+        ``pipeline(model=..., trust_remote_code=True)``; its model and tokenizer are used.
+    table : astropy.table.Table or pandas.DataFrame
+        One row per star, columns named as the vocabulary in physical units (plus ``<name>_err``); other
+        columns are ignored. NaN (or a masked entry) = not observed.
+    requests : sequence of str, optional
+        Names to predict; default the pipeline's (Teff, log g, metallicity).
+    batch_size : int, optional, default 1024
+        Stars per model pass.
+
+    Returns
+    -------
+    astropy.table.QTable
+        One row per input row, in order: ``<name>`` and ``<name>_std`` (float64 Quantity in the name's unit; NaN
+        when not predicted) for each request, and ``reason`` (str): empty, or the tokenizer's message for a bad
+        value of that row (e.g. "observation 'bp3': value inf is not finite ..."), or that the row has nothing to
+        read once the requests are removed.
+    """
+    import astropy.units as u
+    from astropy.table import QTable, Table
+
+    tokenizer = predictor.feature_extractor
+    requests = list(requests or predictor.default_requests())
+    is_pandas = hasattr(table, "iloc") and not hasattr(table, "colnames")
+    stars = Table.from_pandas(table) if is_pandas else Table(table, copy=False)
+    values, errors, reasons = _standardise(tokenizer, stars)
+    mean, std, usable = predict_arrays(
+        predictor.model, tokenizer, values, errors, requests, batch_size=batch_size or DEFAULT_BATCH_SIZE
+    )
+    reasons = np.where((reasons == "") & ~usable, NO_INPUT, reasons)
+    result = QTable()
+    for j, name in enumerate(requests):
+        unit = u.Unit(tokenizer.units[name])
+        result[name] = mean[:, j] * unit
+        result[f"{name}_std"] = std[:, j] * unit
+    result[REASON_COLUMN] = reasons
+    return result
+
+
+def _standardise(tokenizer, stars) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``tokenizer.to_arrays`` of every row that it accepts; the others stay NaN with its message as reason.
+
+    The tokenizer stops at the first bad row; only then are rows read one by one to find every bad one. Its
+    messages name star 0 of the one-row table they were raised for, so that prefix is dropped.
+    """
+    reasons = np.full(len(stars), "", dtype=object)
+    try:
+        values, errors = tokenizer.to_arrays(stars, ignore_unknown=True)
+    except ValueError:
+        values = np.full((len(stars), tokenizer.vocab_size), np.nan)
+        errors = np.zeros_like(values)
+        for row in range(len(stars)):
+            try:
+                values[row : row + 1], errors[row : row + 1] = tokenizer.to_arrays(stars[row : row + 1], ignore_unknown=True)
+            except ValueError as error:
+                reasons[row] = _STAR_PREFIX.sub("", str(error))
+    return values, errors, reasons.astype(str)
+
+
+# ------------------------------------------------------------------------------------------------ reading
+def is_gaia_xp_file(path: str | Path) -> bool:
+    """Whether ``path`` is a Gaia archive XP export (has ``bp_coefficients``) rather than a star table.
+
+    CSV and VOTable are only read as XP exports; FITS and ECSV are told apart by their column names (header
+    only); Parquet is always a star table.
+    """
+    path = Path(path)
+    name = path.name.lower()
+    suffix = Path(name[:-3] if name.endswith(".gz") else name).suffix
+    if suffix in _XP_ONLY_SUFFIXES:
+        return True
+    if suffix == ".parquet":
+        return False
+    if suffix in (".fits", ".fit", ".fts"):
+        from astropy.io import fits
+
+        header = fits.getheader(path, 1)
+        return "bp_coefficients" in {str(header.get(f"TTYPE{i}", "")).lower() for i in range(1, header["TFIELDS"] + 1)}
+    if suffix == ".ecsv":
+        opener = gzip.open if name.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8", errors="replace") as stream:
+            for line in stream:
+                if not line.startswith("#"):
+                    return False
+                if re.search(r"\bname: bp_coefficients\b", line):
+                    return True
+        return False
+    known = ", ".join(sorted({*_XP_ONLY_SUFFIXES, *_TABLE_SUFFIXES}))
+    raise ValueError(f"{path}: unknown input format {suffix!r} (known: {known}, text formats optionally .gz)")
+
+
+def iter_input_chunks(
+    paths: Sequence[str | Path], vocabulary: Sequence[str], chunk_size: int, gaia_source: str | Path | None = None
+) -> Iterator:
+    """Every input row once, in input order, as astropy Tables of at most ``chunk_size`` rows.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        Gaia archive XP exports and star tables, in any mix (see the module docstring).
+    vocabulary : sequence of str
+        Observation names to read (with their ``_err`` columns) from star tables.
+    chunk_size : int
+        Rows per yielded table; a chunk never spans two files.
+    gaia_source : str or Path, optional
+        A ``gaia_source`` export (``source_id``, ``phot_g_mean_mag``, optionally BP/RP magnitudes and flux over
+        error) giving G (and BP-RP) to XP sources whose file lacks it.
+
+    Yields
+    ------
+    astropy.table.Table
+        Identifier columns (`ID_COLUMNS` present; ``gaia_dr3_source_id`` for XP sources), observation columns,
+        and ``reason`` (str): non-empty for rows that cannot be predicted whatever the model (no G).
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    wanted = [*vocabulary, *(f"{name}_err" for name in vocabulary), *ID_COLUMNS]
+    side = None
+    if gaia_source is not None:
+        from datasets_builder.archive import _read_gaia_source
+
+        side = _read_gaia_source(str(gaia_source))
+    for path in paths:
+        path = Path(path)
+        if is_gaia_xp_file(path):
+            yield from _xp_chunks(path, chunk_size, side)
+        elif path.name.lower().endswith(".parquet"):
+            yield from _parquet_chunks(path, wanted, chunk_size)
+        else:
+            yield from _table_chunks(path, wanted, chunk_size)
+
+
+def _xp_chunks(path: Path, chunk_size: int, side) -> Iterator:
+    """Dataset rows of an XP export, chunk by chunk; a source without G keeps its row, NaN, with a reason."""
+    from astropy.table import Table
+
+    from datasets_builder.archive import GAIA_SOURCE_COLUMNS, _fill_from, archive_rows
+    from datasets_builder.gaia_archive import read_gaia_xp
+
+    xp = read_gaia_xp(path, correlations=False)
+    if side is not None:
+        _fill_from(xp, side, side["source_id"], GAIA_SOURCE_COLUMNS)
+    if "phot_g_mean_mag" not in xp.colnames:
+        xp["phot_g_mean_mag"] = np.full(len(xp), np.nan)
+    for start in range(0, len(xp), chunk_size):
+        part = xp[start : start + chunk_size]
+        has_g = np.isfinite(np.asarray(part["phot_g_mean_mag"], dtype=np.float64))
+        converted = archive_rows(part)  # the rows with a G, in order
+        chunk = Table({"gaia_dr3_source_id": np.asarray(part["source_id"], dtype=np.int64)})
+        for name in converted.colnames:
+            if converted[name].dtype.kind == "f":
+                column = np.full(len(part), np.nan)
+                column[has_g] = converted[name]
+                chunk[name] = column
+        chunk[REASON_COLUMN] = np.where(has_g, "", NO_G)
+        yield chunk
+
+
+def _parquet_chunks(path: Path, wanted: list[str], chunk_size: int) -> Iterator:
+    """Record batches of a Parquet star table (only the wanted columns are read)."""
+    import pyarrow.parquet as pq
+    from astropy.table import Table
+
+    parquet = pq.ParquetFile(path)
+    columns = [name for name in parquet.schema_arrow.names if name in set(wanted)]
+    for batch in parquet.iter_batches(batch_size=chunk_size, columns=columns):
+        chunk = Table({name: batch.column(name).to_numpy(zero_copy_only=False) for name in columns})
+        chunk[REASON_COLUMN] = np.full(batch.num_rows, "", dtype=object).astype(str)
+        yield chunk
+
+
+def _table_chunks(path: Path, wanted: list[str], chunk_size: int) -> Iterator:
+    """Slices of a FITS (memory-mapped) or ECSV star table."""
+    from astropy.table import Table
+
+    table = Table.read(path, memmap=True) if path.suffix.lower() in (".fits", ".fit", ".fts") else Table.read(path)
+    table = table[[name for name in table.colnames if name in set(wanted)]]
+    for start in range(0, len(table), chunk_size):
+        chunk = table[start : start + chunk_size]
+        chunk[REASON_COLUMN] = np.full(len(chunk), "", dtype=object).astype(str)
+        yield chunk
+
+
+# ------------------------------------------------------------------------------------------------ writing
+def write_table(table, path: str | Path, overwrite: bool = False) -> Path:
+    """Write ``table`` to ``path`` (Parquet, FITS or ECSV by suffix) through a temporary name and a rename.
+
+    Raises
+    ------
+    ValueError
+        For an unknown suffix, or when ``path`` exists and ``overwrite`` is false.
+    """
+    path = Path(path)
+    fmt = OUTPUT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: output must end in one of {', '.join(OUTPUT_FORMATS)}")
+    if path.exists() and not overwrite:
+        raise ValueError(f"{path} exists: pass overwrite=True (--overwrite) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        table.write(staging, format=fmt, overwrite=True)
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+    return path

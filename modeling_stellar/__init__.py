@@ -12,8 +12,8 @@ from .configuration_stellar import StellarConfig
 from .modeling_stellar import (
     StellarForObservationPrediction,
     StellarModel,
-    StellarPreTrainedModel,
     StellarPredictionOutput,
+    StellarPreTrainedModel,
     gaussian_nll,
 )
 from .pipeline_stellar import StellarParameterPipeline
@@ -39,4 +39,6 @@ AutoConfig.register(StellarConfig.model_type, StellarConfig, exist_ok=True)
 AutoModel.register(StellarConfig, StellarForObservationPrediction, exist_ok=True)
 AutoFeatureExtractor.register(StellarConfig, StarTokenizer, exist_ok=True)
 # `pipeline("tabular-regression", model=...)` in-process; a saved folder names the class in `custom_pipelines`.
-PIPELINE_REGISTRY.register_pipeline("tabular-regression", pipeline_class=StellarParameterPipeline, pt_model=AutoModel)
+PIPELINE_REGISTRY.register_pipeline(
+    "tabular-regression", pipeline_class=StellarParameterPipeline, pt_model=AutoModel
+)

@@ -122,7 +122,10 @@ class StellarParameterPipeline(Pipeline):
             inputs, requests=requests or self.default_requests(), ignore_unknown=ignore_unknown
         )
         single = isinstance(inputs, Mapping) and all(np.ndim(v) == 0 for v in inputs.values())
-        return {**{key: batch[key] for key in ("input_ids", "input_values", "attention_mask", "request_ids")}, "single": single}
+        return {
+            **{key: batch[key] for key in ("input_ids", "input_values", "attention_mask", "request_ids")},
+            "single": single,
+        }
 
     def _forward(self, model_inputs: dict[str, Any], batch_size: int = DEFAULT_BATCH_SIZE) -> dict[str, Any]:
         """Encode each star once and answer all its requests in one decoder pass, ``batch_size`` stars at a time.
@@ -137,7 +140,9 @@ class StellarParameterPipeline(Pipeline):
             mask = model_inputs["attention_mask"][rows]
             length = int(mask.sum(dim=1).max())
             encoded = self.model.encode(
-                model_inputs["input_ids"][rows, :length], model_inputs["input_values"][rows, :length], mask[:, :length]
+                model_inputs["input_ids"][rows, :length],
+                model_inputs["input_values"][rows, :length],
+                mask[:, :length],
             )
             mean, log_variance, _ = self.model.predict(encoded, model_inputs["request_ids"][rows])
             means.append(mean)
@@ -152,7 +157,9 @@ class StellarParameterPipeline(Pipeline):
     def postprocess(self, model_outputs: dict[str, Any]) -> dict | list[dict]:
         """Physical units: ``{name: {"mean", "std", "unit"}}`` per star."""
         tokenizer = self.feature_extractor
-        mean, std = tokenizer.decode(model_outputs["request_ids"], model_outputs["mean"], model_outputs["log_variance"])
+        mean, std = tokenizer.decode(
+            model_outputs["request_ids"], model_outputs["mean"], model_outputs["log_variance"]
+        )
         names = tokenizer.convert_ids_to_names(model_outputs["request_ids"][0].tolist())
         units = tokenizer.units
         stars = [

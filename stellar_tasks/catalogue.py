@@ -105,7 +105,9 @@ def _standardise(tokenizer, stars) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         errors = np.zeros_like(values)
         for row in range(len(stars)):
             try:
-                values[row : row + 1], errors[row : row + 1] = tokenizer.to_arrays(stars[row : row + 1], ignore_unknown=True)
+                values[row : row + 1], errors[row : row + 1] = tokenizer.to_arrays(
+                    stars[row : row + 1], ignore_unknown=True
+                )
             except ValueError as error:
                 reasons[row] = _STAR_PREFIX.sub("", str(error))
     return values, errors, reasons.astype(str)
@@ -129,7 +131,9 @@ def is_gaia_xp_file(path: str | Path) -> bool:
         from astropy.io import fits
 
         header = fits.getheader(path, 1)
-        return "bp_coefficients" in {str(header.get(f"TTYPE{i}", "")).lower() for i in range(1, header["TFIELDS"] + 1)}
+        return "bp_coefficients" in {
+            str(header.get(f"TTYPE{i}", "")).lower() for i in range(1, header["TFIELDS"] + 1)
+        }
     if suffix == ".ecsv":
         opener = gzip.open if name.endswith(".gz") else open
         with opener(path, "rt", encoding="utf-8", errors="replace") as stream:
@@ -144,7 +148,10 @@ def is_gaia_xp_file(path: str | Path) -> bool:
 
 
 def iter_input_chunks(
-    paths: Sequence[str | Path], vocabulary: Sequence[str], chunk_size: int, gaia_source: str | Path | None = None
+    paths: Sequence[str | Path],
+    vocabulary: Sequence[str],
+    chunk_size: int,
+    gaia_source: str | Path | None = None,
 ) -> Iterator:
     """Every input row once, in input order, as astropy Tables of at most ``chunk_size`` rows.
 
@@ -227,7 +234,11 @@ def _table_chunks(path: Path, wanted: list[str], chunk_size: int) -> Iterator:
     """Slices of a FITS (memory-mapped) or ECSV star table."""
     from astropy.table import Table
 
-    table = Table.read(path, memmap=True) if path.suffix.lower() in (".fits", ".fit", ".fts") else Table.read(path)
+    table = (
+        Table.read(path, memmap=True)
+        if path.suffix.lower() in (".fits", ".fit", ".fts")
+        else Table.read(path)
+    )
     table = table[[name for name in table.colnames if name in set(wanted)]]
     for start in range(0, len(table), chunk_size):
         chunk = table[start : start + chunk_size]

@@ -90,7 +90,11 @@ def push(args: argparse.Namespace) -> str:
     from stellar_tasks.hub import push_model
 
     url = push_model(
-        args.folder, args.repo, private=args.private, dataset_folder=args.dataset, dataset_repo_id=args.dataset_repo
+        args.folder,
+        args.repo,
+        private=args.private,
+        dataset_folder=args.dataset,
+        dataset_repo_id=args.dataset_repo,
     )
     print(url)
     return url
@@ -101,11 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("predict", help="predict stellar parameters for catalogues")
-    run.add_argument("inputs", nargs="+", help="Gaia archive XP exports and/or Parquet, FITS, ECSV star tables")
+    run.add_argument(
+        "inputs", nargs="+", help="Gaia archive XP exports and/or Parquet, FITS, ECSV star tables"
+    )
     run.add_argument("--model", required=True, help="model folder or Hub id (loaded with trust_remote_code)")
     run.add_argument("--output", required=True, help="output table: .parquet, .fits or .ecsv")
     run.add_argument("--requests", nargs="+", default=None, help="names to predict (default: teff logg fe_h)")
-    run.add_argument("--gaia-source", default=None, help="gaia_source export giving G (and BP, RP) by source_id")
+    run.add_argument(
+        "--gaia-source", default=None, help="gaia_source export giving G (and BP, RP) by source_id"
+    )
     run.add_argument("--batch-size", type=int, default=1024, help="stars per model pass")
     run.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="rows per unit of work")
     run.add_argument("--overwrite", action="store_true", help="replace an existing output file")

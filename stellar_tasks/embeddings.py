@@ -36,17 +36,20 @@ def neighbour_summary(
     train: Split,
     test: Split,
     n_query: int = 1000,
+    n_reference: int = 10_000,
     k: int = N_NEIGHBOURS,
     seed: int = 0,
 ) -> dict:
     """Scatter of the labels of each test star's ``k`` nearest train neighbours around its own labels, against ``k``
-    random train stars; ``n_query`` test stars (seeded draw) among those with every headline input.
+    random train stars; ``n_query`` test stars and ``n_reference`` train stars (seeded draws) among those with every
+    headline input.
 
     Returns a JSON-ready dict: per label, the metric of (star label, neighbour label) pairs for ``neighbours`` and
     ``random``, and their scatter ratio.
     """
     rng = np.random.default_rng(seed)
     train_index = np.flatnonzero(train.has_all(tokenizer, HEADLINE_INPUTS))
+    train_index = np.sort(rng.choice(train_index, min(n_reference, len(train_index)), replace=False))
     test_index = np.flatnonzero(test.has_all(tokenizer, HEADLINE_INPUTS))
     test_index = np.sort(rng.choice(test_index, min(n_query, len(test_index)), replace=False))
     k = min(k, len(train_index))

@@ -107,18 +107,23 @@ def predict_labels(
     model_std = np.full_like(truth, np.nan)
     xgboost = np.full_like(truth, np.nan)
     records = {}
+    # Labels whose inputs are the same are asked together (one encoder pass); in setting (e) each label has its own.
+    groups: dict[tuple[str, ...], list[int]] = {}
     for j, label in enumerate(labels):
-        inputs = [name for name in setting.inputs if name != label]
+        groups.setdefault(tuple(name for name in setting.inputs if name != label), []).append(j)
+    for inputs, columns in groups.items():
+        requested = [labels[j] for j in columns]
         shown = mask_to_inputs(tokenizer, test.values, inputs)
-        mean, std, usable = predict_arrays(model, tokenizer, shown, test.errors, [label])
-        model_mean[:, j], model_std[:, j] = mean[:, 0], std[:, 0]
+        mean, std, usable = predict_arrays(model, tokenizer, shown, test.errors, requested)
+        model_mean[:, columns], model_std[:, columns] = mean, std
         ids = tokenizer.convert_names_to_ids(inputs)
-        label_id = tokenizer.convert_names_to_ids([label])
-        standardised, records[label] = fit_predict_xgboost(
-            train.values[:, ids], train.values[:, label_id], test.values[:, ids], xgboost_settings
+        label_ids = tokenizer.convert_names_to_ids(requested)
+        standardised, record = fit_predict_xgboost(
+            train.values[:, ids], train.values[:, label_ids], test.values[:, ids], xgboost_settings
         )
-        physical, _ = tokenizer.decode(np.broadcast_to(label_id, standardised.shape), standardised)
-        xgboost[:, j] = np.where(usable, physical[:, 0], np.nan)
+        physical, _ = tokenizer.decode(np.broadcast_to(label_ids, standardised.shape), standardised)
+        xgboost[:, columns] = np.where(usable[:, None], physical, np.nan)
+        records.update({label: {**record, "inputs": len(inputs)} for label in requested})
     return LabelPredictions(setting, truth, truth_error, model_mean, model_std, xgboost, records)
 
 

@@ -77,7 +77,9 @@ def prepare_model_folder(
         ``folder``.
     """
     folder = Path(folder)
-    StellarParameterPipeline(model=model, feature_extractor=tokenizer, device=model.device).save_pretrained(folder)
+    StellarParameterPipeline(model=model, feature_extractor=tokenizer, device=model.device).save_pretrained(
+        folder
+    )
     return folder
 
 
@@ -158,7 +160,9 @@ def validate_model_folder(folder: str | Path) -> dict:
         if "AutoModel" not in config.get("auto_map", {}):
             problems.append(f"{config_file}: no auto_map for AutoModel")
         if PIPELINE_TASK not in config.get("custom_pipelines", {}):
-            problems.append(f"{config_file}: no custom_pipelines[{PIPELINE_TASK!r}] (use prepare_model_folder)")
+            problems.append(
+                f"{config_file}: no custom_pipelines[{PIPELINE_TASK!r}] (use prepare_model_folder)"
+            )
     metadata: dict = {}
     if card_file.is_file():
         match = _FRONT_MATTER.match(card_file.read_text(encoding="utf-8"))
@@ -166,7 +170,9 @@ def validate_model_folder(folder: str | Path) -> dict:
         if not match:
             problems.append(f"{card_file}: no YAML front matter")
         elif metadata.get("pipeline_tag") != PIPELINE_TASK:
-            problems.append(f"{card_file}: pipeline_tag is {metadata.get('pipeline_tag')!r}, not {PIPELINE_TASK!r}")
+            problems.append(
+                f"{card_file}: pipeline_tag is {metadata.get('pipeline_tag')!r}, not {PIPELINE_TASK!r}"
+            )
     if problems:
         raise ValueError(f"{folder}: not ready to push:\n  " + "\n  ".join(problems))
     return metadata

@@ -59,16 +59,23 @@ class Progress:
     def __init__(self, total: int) -> None:
         self.total, self.done, self.started = total, 0, time.monotonic()
         self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
         self.done += 1
         print(f"[{self.done}/{self.total}] {name} ...", file=sys.stderr, flush=True)
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         yield
         self.seconds[name] = time.monotonic() - started
+        self.cpu_seconds[name] = time.process_time() - cpu
         elapsed = time.monotonic() - self.started
-        print(f"[{self.done}/{self.total}] {name}: {self.seconds[name]:.1f} s (total {elapsed:.0f} s)", file=sys.stderr, flush=True)
+        print(
+            f"[{self.done}/{self.total}] {name}: {self.seconds[name]:.1f} s, CPU {self.cpu_seconds[name]:.1f} s "
+            f"(total {elapsed:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def load_model(model_dir: str | Path):
@@ -186,7 +193,9 @@ def run_report(
         "split": split_overlap(train, test, test_ids_file),
         "hardware": describe_machine(),
         "timings_s": progress.seconds,
+        "cpu_s": progress.cpu_seconds,
         "total_s": time.monotonic() - progress.started,
+        "total_cpu_s": time.process_time(),
         "figures": figures,
         "model_parameters": int(model.num_parameters()),
     }
@@ -306,13 +315,15 @@ def render_markdown(results: dict) -> str:
             for label in ("teff", "logg", "fe_h")
         ],
     )
-    timings = _table(["step", "seconds"], [[k, f"{v:.1f}"] for k, v in meta["timings_s"].items()])
+    timings = _table(
+        ["step", "wall s", "CPU s"], [[k, f"{v:.1f}", f"{meta['cpu_s'][k]:.1f}"] for k, v in meta["timings_s"].items()]
+    )
     split = ", ".join(f"{k} = {v}" for k, v in meta["split"].items())
     figures = meta["figures"]
     return f"""# stellar-foundation: one model, every task, measured
 
 Model `{meta['model']}` ({meta['model_parameters']:,} parameters) on dataset `{meta['dataset']}`, test split only;
-created {meta['created']} on {meta['hardware']} in {meta['total_s']:.0f} s.
+created {meta['created']} on {meta['hardware']} in {meta['total_s']:.0f} s ({meta['total_cpu_s']:.0f} CPU s).
 Split checks: {split}.
 
 Every number is the project's `stellar_regression` metric (`stellar_tasks/metrics`): scatter = `mad_std(true - predicted)`,

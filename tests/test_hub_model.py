@@ -80,8 +80,12 @@ def test_incomplete_folder_is_refused_before_any_upload(hub, model_folder):
 def test_push_model_and_dataset_then_load_the_pipeline_from_the_hub(hub, model_folder, tmp_path):
     dataset = make_dataset_folder(tmp_path / "dataset")
     with pytest.raises(ValueError, match="must name 'stellar/other'"):
-        push_model(model_folder, MODEL_REPO, token=TOKEN, dataset_folder=dataset, dataset_repo_id="stellar/other")
-    url = push_model(model_folder, MODEL_REPO, token=TOKEN, dataset_folder=dataset, dataset_repo_id=DATASET_REPO)
+        push_model(
+            model_folder, MODEL_REPO, token=TOKEN, dataset_folder=dataset, dataset_repo_id="stellar/other"
+        )
+    url = push_model(
+        model_folder, MODEL_REPO, token=TOKEN, dataset_folder=dataset, dataset_repo_id=DATASET_REPO
+    )
     assert url.endswith(hub.repos[("model", MODEL_REPO)].branches["main"])
 
     assert "meta/stats.json" in hub.files(DATASET_REPO, "dataset")  # published through datasets_builder

@@ -176,7 +176,9 @@ def test_one_star_gives_one_dict_and_requests_are_never_inputs(predictor):
 
 def test_registered_task_and_construction_parameters(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
-    made = pipeline("tabular-regression", model=model, feature_extractor=tokenizer, device="cpu", requests=["logg"])
+    made = pipeline(
+        "tabular-regression", model=model, feature_extractor=tokenizer, device="cpu", requests=["logg"]
+    )
     assert isinstance(made, StellarParameterPipeline)
     assert set(made(create_test_stars(1)[0])) == {"logg"}  # given at construction
     assert set(made(create_test_stars(1)[0], requests=["jh"])) == {"jh"}  # the call wins
@@ -187,8 +189,14 @@ def test_registered_task_and_construction_parameters(model_and_tokenizer):
 @pytest.mark.parametrize(
     ("stars", "message"),
     [
-        ([{"bprp": 1.0}, {"bprp": 1.0, "jh": -math.inf}], "star 1, observation 'jh': value -inf is not finite"),
-        ([{"bprp": 1.0, "bprp_err": -0.1}], "star 0, observation 'bprp': uncertainty -0.1 must be finite and >= 0"),
+        (
+            [{"bprp": 1.0}, {"bprp": 1.0, "jh": -math.inf}],
+            "star 1, observation 'jh': value -inf is not finite",
+        ),
+        (
+            [{"bprp": 1.0, "bprp_err": -0.1}],
+            "star 0, observation 'bprp': uncertainty -0.1 must be finite and >= 0",
+        ),
         ([{"bprp": 1.0}, {"bp_rp": 1.0}], "star 1: unknown observation name 'bp_rp'; did you mean 'bprp'?"),
         ([{"bprp": 1.0}, {"teff": 4000.0}], "star 1 has no observations to encode"),
         ([{"bprp": "red"}], "star 0, observation 'bprp': 'red' is not a number"),
@@ -218,7 +226,9 @@ def test_table_helper_gives_the_pipeline_numbers_with_units_and_reasons(predicto
     pipeline_results = predictor([stars[0], stars[2]])
     mean, std = as_arrays(pipeline_results)
     np.testing.assert_allclose(np.stack([result[n][[0, 2]].value for n in PARAMETERS], 1), mean, rtol=1e-5)
-    np.testing.assert_allclose(np.stack([result[f"{n}_std"][[0, 2]].value for n in PARAMETERS], 1), std, rtol=1e-5)
+    np.testing.assert_allclose(
+        np.stack([result[f"{n}_std"][[0, 2]].value for n in PARAMETERS], 1), std, rtol=1e-5
+    )
     from_pandas = predict_table(predictor, table.to_pandas(), batch_size=3)
     np.testing.assert_allclose(from_pandas["teff"].value, result["teff"].value, rtol=1e-6)
     assert list(from_pandas["reason"]) == list(result["reason"])

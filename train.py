@@ -48,6 +48,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from modeling_stellar import StarTokenizer, StellarConfig, StellarForObservationPrediction, gaussian_nll
+from stellar_tasks.hub import prepare_model_folder
 
 REPO_ROOT = Path(__file__).resolve().parent
 DEFAULT_VOCABULARY = REPO_ROOT / "modeling_stellar" / "vocabularies" / "apogee_gaia_xp.json"
@@ -462,9 +463,9 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def save_model_folder(model, tokenizer, output: Path, run_record: dict, step: int, started: float) -> None:
-    """The Hub-ready folder: config with auto_map, model.safetensors, tokenizer, remote code and training facts."""
-    model.save_pretrained(output)
-    tokenizer.save_pretrained(output)
+    """The Hub-ready folder: config with auto_map and the pipeline, model.safetensors, tokenizer, remote code and
+    training facts (the card, README.md, is written by ``stellar_tasks.report --write-card`` once evaluated)."""
+    prepare_model_folder(model, tokenizer, output)
     facts = {
         **run_record,
         "steps": step,

@@ -212,8 +212,11 @@ def build_demo() -> gr.Blocks:
                     )
                     from_text = gr.Button("Predict", elem_id="predict-typed")
                 with gr.Tab("Gaia XP file"):
-                    upload = gr.File(label="xp_continuous_mean_spectrum export (CSV, ECSV, FITS, VOTable)")
-                    g_mag = gr.Number(label="G [mag], when the file has no phot_g_mean_mag")
+                    upload = gr.File(
+                        label="xp_continuous_mean_spectrum export (CSV, ECSV, FITS, VOTable)",
+                        elem_id="xp-file",
+                    )
+                    g_mag = gr.Number(label="G [mag], when the file has no phot_g_mean_mag", elem_id="g-mag")
                     from_file = gr.Button("Predict first source", elem_id="predict-file")
             with gr.Column():
                 outputs = [

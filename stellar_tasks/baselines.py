@@ -79,7 +79,9 @@ BUDGETS = {
     "quick": BaselineBudget(
         "quick",
         XGBoostSettings(n_estimators=400, learning_rate=0.15),
-        XGBoostSettings(n_estimators=120, learning_rate=0.2, multi_strategy="multi_output_tree", output_components=32),
+        XGBoostSettings(
+            n_estimators=120, learning_rate=0.2, multi_strategy="multi_output_tree", output_components=32
+        ),
         "labels: 400 trees per label, learning rate 0.15; XP coefficients: 120 vector-leaf trees, learning rate "
         "0.2, on the 32 leading principal components of the outputs",
     ),
@@ -129,10 +131,14 @@ def fit_predict_xgboost(
     train_y = np.asarray(train_y, dtype=np.float64)
     test_x = np.asarray(test_x, dtype=np.float32)
     if train_y.ndim != 2 or train_x.ndim != 2 or len(train_x) != len(train_y):
-        raise ValueError(f"train_x {train_x.shape} and train_y {train_y.shape} must be (n, features) and (n, targets)")
+        raise ValueError(
+            f"train_x {train_x.shape} and train_y {train_y.shape} must be (n, features) and (n, targets)"
+        )
     # The native API (xgboost.train) needs no scikit-learn.
     parameters = {
-        k: v for k, v in asdict(settings).items() if k not in ("n_estimators", "multi_strategy", "output_components")
+        k: v
+        for k, v in asdict(settings).items()
+        if k not in ("n_estimators", "multi_strategy", "output_components")
     }
     parameters.update(objective="reg:squarederror", seed=seed, nthread=n_jobs or os.cpu_count())
     started = time.monotonic()
@@ -146,7 +152,9 @@ def fit_predict_xgboost(
             basis = np.linalg.svd(targets - centre, full_matrices=False)[2][: settings.output_components]
         train = xgboost.DMatrix(train_x[rows], label=(targets - centre) @ basis.T, missing=np.nan)
         booster = xgboost.train(
-            {**parameters, "multi_strategy": settings.multi_strategy}, train, num_boost_round=settings.n_estimators
+            {**parameters, "multi_strategy": settings.multi_strategy},
+            train,
+            num_boost_round=settings.n_estimators,
         )
         prediction = booster.predict(test).reshape(len(test_x), len(basis)) @ basis + centre
         used: int | list[int] = int(rows.sum())

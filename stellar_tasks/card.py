@@ -29,7 +29,16 @@ DEFAULT_DATASET_ID = "stellar-foundation/apogee-gaia-xp"
 DEFAULT_SPACE_ID = "stellar-foundation/stellar-foundation-demo"
 """Hub id of the demo Space linked from the card."""
 
-TAGS = ["astronomy", "astrophysics", "stellar-parameters", "gaia", "apogee", "xp-spectra", "foundation-model", "transformer"]
+TAGS = [
+    "astronomy",
+    "astrophysics",
+    "stellar-parameters",
+    "gaia",
+    "apogee",
+    "xp-spectra",
+    "foundation-model",
+    "transformer",
+]
 
 LABEL_NAMES = {"teff": "Teff", "logg": "log g", "fe_h": "[Fe/H]"}
 
@@ -56,11 +65,19 @@ def _eval_results(results: dict, dataset_id: str) -> list:
         }
         name = f"{LABEL_NAMES.get(row['label'], row['label'])} [{row['unit']}], setting ({row['setting']})"
         if _finite(row["scatter"]):
-            entries.append(EvalResult(**base, metric_type="mad_std", metric_name=f"scatter {name}", metric_value=row["scatter"]))
+            entries.append(
+                EvalResult(
+                    **base, metric_type="mad_std", metric_name=f"scatter {name}", metric_value=row["scatter"]
+                )
+            )
         if row["setting"] == "a" and "a" in settings:
             for key, label in (("z_std", "robust std of z"), ("coverage_68", "68 % coverage")):
                 if _finite(row.get(key)):
-                    entries.append(EvalResult(**base, metric_type=key, metric_name=f"{label}, {name}", metric_value=row[key]))
+                    entries.append(
+                        EvalResult(
+                            **base, metric_type=key, metric_name=f"{label}, {name}", metric_value=row[key]
+                        )
+                    )
     return entries
 
 
@@ -117,7 +134,8 @@ def render_model_card(
         training=facts.get("training", {}),
         results=results,
         parameter_pairs=[
-            {"setting": setting, "label": LABEL_NAMES.get(label, label), **pair} for (setting, label), pair in paired.items()
+            {"setting": setting, "label": LABEL_NAMES.get(label, label), **pair}
+            for (setting, label), pair in paired.items()
         ],
         fmt=_fmt,
     )
@@ -141,7 +159,9 @@ def write_model_card(model_dir: str | Path, results: dict, **kwargs) -> Path:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description="Render a model folder's README.md from a report's results.json.")
+    parser = argparse.ArgumentParser(
+        description="Render a model folder's README.md from a report's results.json."
+    )
     parser.add_argument("--model", required=True, help="saved model folder")
     parser.add_argument("--results", required=True, help="results.json of python -m stellar_tasks.report")
     parser.add_argument("--repo-id", default=None, help="Hub id for the usage snippets")

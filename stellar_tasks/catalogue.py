@@ -2,7 +2,7 @@
 
 `predict_table` is the table form of the ``tabular-regression`` pipeline: the same numbers, as an astropy
 ``QTable`` with ``<name>`` and ``<name>_std`` columns in physical units and a ``reason`` column that says why a
-row could not be predicted (empty when it was). `iter_input_chunks` reads the inputs in chunks, `write_table`
+row could not be predicted (empty when it was). `iter_file_chunks` reads an input in chunks, `write_table`
 writes the result atomically; ``stellar-foundation predict`` (`stellar_tasks.cli`) puts them together.
 
 Inputs:
@@ -28,7 +28,15 @@ import numpy as np
 from modeling_stellar.pipeline_stellar import DEFAULT_BATCH_SIZE
 from stellar_tasks.inference import predict_arrays
 
-__all__ = ["ID_COLUMNS", "REASON_COLUMN", "iter_input_chunks", "predict_table", "write_table"]
+__all__ = [
+    "ID_COLUMNS",
+    "REASON_COLUMN",
+    "is_gaia_xp_file",
+    "iter_file_chunks",
+    "predict_table",
+    "read_gaia_source",
+    "write_table",
+]
 
 REASON_COLUMN = "reason"
 """Why a row has no prediction; empty when it has one."""
@@ -147,25 +155,29 @@ def is_gaia_xp_file(path: str | Path) -> bool:
     raise ValueError(f"{path}: unknown input format {suffix!r} (known: {known}, text formats optionally .gz)")
 
 
-def iter_input_chunks(
-    paths: Sequence[str | Path],
-    vocabulary: Sequence[str],
-    chunk_size: int,
-    gaia_source: str | Path | None = None,
+def read_gaia_source(path: str | Path):
+    """A ``gaia_source`` export (``source_id``, ``phot_g_mean_mag``, optionally BP/RP magnitudes and flux over
+    error, positions), read as the dataset build reads it (`datasets_builder.archive`)."""
+    from datasets_builder.archive import _read_gaia_source
+
+    return _read_gaia_source(str(path))
+
+
+def iter_file_chunks(
+    path: str | Path, vocabulary: Sequence[str], chunk_size: int, gaia_source=None
 ) -> Iterator:
-    """Every input row once, in input order, as astropy Tables of at most ``chunk_size`` rows.
+    """Every row of one input file once, in file order, as astropy Tables of at most ``chunk_size`` rows.
 
     Parameters
     ----------
-    paths : sequence of str or Path
-        Gaia archive XP exports and star tables, in any mix (see the module docstring).
+    path : str or Path
+        A Gaia archive XP export or a star table (see the module docstring).
     vocabulary : sequence of str
-        Observation names to read (with their ``_err`` columns) from star tables.
+        Observation names to read (with their ``_err`` columns) from a star table.
     chunk_size : int
-        Rows per yielded table; a chunk never spans two files.
-    gaia_source : str or Path, optional
-        A ``gaia_source`` export (``source_id``, ``phot_g_mean_mag``, optionally BP/RP magnitudes and flux over
-        error) giving G (and BP-RP) to XP sources whose file lacks it.
+        Rows per yielded table.
+    gaia_source : astropy.table.Table, optional
+        `read_gaia_source` of a ``gaia_source`` export: G (and BP-RP) for XP sources whose file lacks it.
 
     Yields
     ------
@@ -175,20 +187,14 @@ def iter_input_chunks(
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    path = Path(path)
     wanted = [*vocabulary, *(f"{name}_err" for name in vocabulary), *ID_COLUMNS]
-    side = None
-    if gaia_source is not None:
-        from datasets_builder.archive import _read_gaia_source
-
-        side = _read_gaia_source(str(gaia_source))
-    for path in paths:
-        path = Path(path)
-        if is_gaia_xp_file(path):
-            yield from _xp_chunks(path, chunk_size, side)
-        elif path.name.lower().endswith(".parquet"):
-            yield from _parquet_chunks(path, wanted, chunk_size)
-        else:
-            yield from _table_chunks(path, wanted, chunk_size)
+    if is_gaia_xp_file(path):
+        yield from _xp_chunks(path, chunk_size, gaia_source)
+    elif path.name.lower().endswith(".parquet"):
+        yield from _parquet_chunks(path, wanted, chunk_size)
+    else:
+        yield from _table_chunks(path, wanted, chunk_size)
 
 
 def _xp_chunks(path: Path, chunk_size: int, side) -> Iterator:

@@ -8,8 +8,8 @@ columns, ``<name>`` and ``<name>_std`` with units, and ``reason`` for rows that 
         --model pretrained/stellar-foundation-apogee-xp --output predictions.parquet
     stellar-foundation predict data/apogee-gaia-xp/data/test-*.parquet --model user/model --output test.fits
 
-Under ``accelerate launch`` every process takes every n-th chunk and the main process writes them in input
-order (NB: ``--cpu --num_processes 2`` silently starts one process; use ``--multi_gpu`` with
+Under ``accelerate launch`` every process takes every n-th input file (or, with fewer files than processes,
+every n-th chunk of each) and the main process writes all rows in input order (NB: ``--cpu --num_processes 2`` silently starts one process; use ``--multi_gpu`` with
 ``ACCELERATE_USE_CPU=1`` for several CPU processes):
 
     ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 -m stellar_tasks.cli predict ...
@@ -30,7 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from stellar_tasks.catalogue import ID_COLUMNS, REASON_COLUMN, iter_input_chunks, predict_table, write_table
+from stellar_tasks.catalogue import (
+    ID_COLUMNS,
+    REASON_COLUMN,
+    iter_file_chunks,
+    predict_table,
+    read_gaia_source,
+    write_table,
+)
 
 DEFAULT_CHUNK_SIZE = 8192
 """Rows read, predicted and handed out per chunk: the unit of work of one process."""
@@ -40,7 +47,7 @@ def predict(args: argparse.Namespace) -> Path | None:
     """Run ``predict``; returns the output path on the main process, None on the others."""
     from accelerate import Accelerator
     from accelerate.utils import gather_object
-    from astropy.table import QTable, vstack
+    from astropy.table import vstack
     from tqdm.auto import tqdm
     from transformers import pipeline
 
@@ -51,22 +58,23 @@ def predict(args: argparse.Namespace) -> Path | None:
     predictor = pipeline(model=args.model, trust_remote_code=True, device=state.device)
     requests = args.requests or predictor.default_requests()
     names = predictor.feature_extractor.observation_names
-    chunks = iter_input_chunks(args.inputs, names, args.chunk_size, args.gaia_source)
+    side = read_gaia_source(args.gaia_source) if args.gaia_source else None
+    rank, world = state.process_index, state.num_processes
+    # Whole files per process when there are enough of them, so that no file is read twice; otherwise every
+    # process reads every file and predicts every n-th chunk. Either way (file, chunk) orders the merge.
+    by_file = len(args.inputs) >= world
     parts = []
-    with tqdm(desc="predict", unit="star", disable=not state.is_main_process) as progress:
-        for index, chunk in enumerate(chunks):
-            progress.update(len(chunk))
-            if index % state.num_processes != state.process_index:
+    with tqdm(desc=f"predict [process {rank}]", unit="star", disable=not state.is_main_process) as progress:
+        for file_index, path in enumerate(args.inputs):
+            if by_file and file_index % world != rank:
                 continue
-            predicted = predict_table(predictor, chunk, requests, args.batch_size)
-            known = np.asarray(chunk[REASON_COLUMN]) != ""  # e.g. no G: more telling than "nothing to read"
-            predicted[REASON_COLUMN] = np.where(known, chunk[REASON_COLUMN], predicted[REASON_COLUMN])
-            part = QTable()
-            for name in [name for name in ID_COLUMNS if name in chunk.colnames]:
-                part[name] = chunk[name]
-            for name in predicted.colnames:
-                part[name] = predicted[name]
-            parts.append((index, part))
+            for chunk_index, chunk in enumerate(iter_file_chunks(path, names, args.chunk_size, side)):
+                if not by_file and chunk_index % world != rank:
+                    continue
+                parts.append(
+                    ((file_index, chunk_index), predict_chunk(predictor, chunk, requests, args.batch_size))
+                )
+                progress.update(len(chunk))
     if state.num_processes > 1:
         print(f"process {state.process_index}/{state.num_processes}: {len(parts)} chunks", file=sys.stderr)
     parts = gather_object(parts)
@@ -83,6 +91,22 @@ def predict(args: argparse.Namespace) -> Path | None:
     for reason, count in reasons.most_common():
         print(f"  {count} not predicted: {reason}", file=sys.stderr)
     return output
+
+
+def predict_chunk(predictor, chunk, requests: list[str], batch_size: int):
+    """The output rows of one input chunk: its identifier columns, then `predict_table`'s columns; a reason the
+    reader already gave (e.g. no G) wins over the model's "nothing to read"."""
+    from astropy.table import QTable
+
+    predicted = predict_table(predictor, chunk, requests, batch_size)
+    known = np.asarray(chunk[REASON_COLUMN]) != ""
+    predicted[REASON_COLUMN] = np.where(known, chunk[REASON_COLUMN], predicted[REASON_COLUMN])
+    part = QTable()
+    for name in [name for name in ID_COLUMNS if name in chunk.colnames]:
+        part[name] = chunk[name]
+    for name in predicted.colnames:
+        part[name] = predicted[name]
+    return part
 
 
 def push(args: argparse.Namespace) -> str:

@@ -49,7 +49,9 @@ class Split:
 
     def subset(self, index: np.ndarray) -> Split:
         """The stars at ``index`` (integer or boolean array)."""
-        return Split(self.name, self.values[index], self.errors[index], self.source_ids[index], self.g_mag[index])
+        return Split(
+            self.name, self.values[index], self.errors[index], self.source_ids[index], self.g_mag[index]
+        )
 
     def physical(self, tokenizer: StarTokenizer, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Values and one-sigma errors of ``names`` in physical units, each (n_stars, len(names)) float64.
@@ -84,9 +86,15 @@ def load_split(dataset: str | Path, split: str, tokenizer: StarTokenizer) -> Spl
         raise ValueError(f"dataset {dataset!r}, split {split!r}: no {SOURCE_ID!r} column")
     names = [n for n in tokenizer.observation_names if n in table.column_names]
     columns = names + [f"{n}_err" for n in names if f"{n}_err" in table.column_names]
-    data = table.select_columns([*columns, SOURCE_ID, *([G_MAGNITUDE] if G_MAGNITUDE in table.column_names else [])])[:]
+    data = table.select_columns(
+        [*columns, SOURCE_ID, *([G_MAGNITUDE] if G_MAGNITUDE in table.column_names else [])]
+    )[:]
     values, errors = tokenizer.to_arrays({c: data[c] for c in columns})
-    g_mag = np.asarray(data[G_MAGNITUDE], dtype=np.float64) if G_MAGNITUDE in data else np.full(len(values), np.nan)
+    g_mag = (
+        np.asarray(data[G_MAGNITUDE], dtype=np.float64)
+        if G_MAGNITUDE in data
+        else np.full(len(values), np.nan)
+    )
     return Split(split, values, errors, np.asarray(data[SOURCE_ID], dtype=np.int64), g_mag)
 
 

@@ -55,11 +55,18 @@ def neighbour_summary(
     k = min(k, len(train_index))
     reference = _embed(model, tokenizer, train, train_index)
     query = _embed(model, tokenizer, test, test_index)
-    neighbours = torch.cat([torch.topk(chunk @ reference.T, k, dim=1).indices for chunk in query.split(512)]).numpy()
+    neighbours = torch.cat(
+        [torch.topk(chunk @ reference.T, k, dim=1).indices for chunk in query.split(512)]
+    ).numpy()
     random = rng.integers(0, len(train_index), size=neighbours.shape)
     train_labels, _ = train.subset(train_index).physical(tokenizer, LABELS)
     test_labels, _ = test.subset(test_index).physical(tokenizer, LABELS)
-    summary: dict = {"n_query": len(test_index), "n_reference": len(train_index), "k": k, "inputs": "headline (a)"}
+    summary: dict = {
+        "n_query": len(test_index),
+        "n_reference": len(train_index),
+        "k": k,
+        "inputs": "headline (a)",
+    }
     for j, label in enumerate(LABELS):
         own = np.repeat(test_labels[:, j], k)
         found = score(own, train_labels[neighbours.ravel(), j])

@@ -127,14 +127,18 @@ def predict_labels(
     return LabelPredictions(setting, truth, truth_error, model_mean, model_std, xgboost, records)
 
 
-def _rows(predictions: LabelPredictions, tokenizer: StarTokenizer, select: np.ndarray, extra: dict) -> list[dict]:
+def _rows(
+    predictions: LabelPredictions, tokenizer: StarTokenizer, select: np.ndarray, extra: dict
+) -> list[dict]:
     """Metric rows (model and XGBoost, every label) over the stars in ``select``."""
     rows = []
     units = tokenizer.units
     for j, label in enumerate(LABELS):
         truth = np.where(select, predictions.truth[:, j], np.nan)
         common = {**extra, "setting": predictions.setting.key, "label": label, "unit": units[label]}
-        model = score(truth, predictions.model_mean[:, j], predictions.model_std[:, j], predictions.truth_error[:, j])
+        model = score(
+            truth, predictions.model_mean[:, j], predictions.model_std[:, j], predictions.truth_error[:, j]
+        )
         rows.append({**common, "method": "model", **model})
         rows.append({**common, "method": "xgboost", **score(truth, predictions.xgboost[:, j])})
     return rows

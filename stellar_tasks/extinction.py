@@ -106,7 +106,9 @@ def extinction_curve(
     # Least-squares slope through the origin over the grid, per star and wavelength, skipping missing points.
     weights = np.where(np.isfinite(depth), ak[1:, None], 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        slope = np.nansum(depth * ak[1:, None], axis=1) / np.sum(weights * ak[1:, None], axis=1)  # (stars, 343)
+        slope = np.nansum(depth * ak[1:, None], axis=1) / np.sum(
+            weights * ak[1:, None], axis=1
+        )  # (stars, 343)
     slope[~np.isfinite(slope)] = np.nan
     observed = np.isfinite(slope).any(axis=0)
     per_unit = np.full(slope.shape[1], np.nan)
@@ -116,7 +118,7 @@ def extinction_curve(
 
 def extinction_summary(curve: ExtinctionCurve) -> dict:
     """Mean absolute deviation of the model's colour-excess curve from each law over `COMPARISON_RANGE_NM`."""
-    in_range = (WAVELENGTH_NM >= COMPARISON_RANGE_NM[0]) & (WAVELENGTH_NM <= COMPARISON_RANGE_NM[1])
+    in_range = (COMPARISON_RANGE_NM[0] <= WAVELENGTH_NM) & (COMPARISON_RANGE_NM[1] >= WAVELENGTH_NM)
     summary: dict = {
         "n_stars": curve.n_stars,
         "ak_grid": curve.ak_grid.tolist(),
@@ -126,5 +128,9 @@ def extinction_summary(curve: ExtinctionCurve) -> dict:
     }
     for law, description in LAWS.items():
         result = score(law_curve(law)[in_range], curve.colour_excess[in_range])
-        summary["laws"][law] = {"description": description, "mean_abs_deviation": result["mean_abs"], "n": result["n"]}
+        summary["laws"][law] = {
+            "description": description,
+            "mean_abs_deviation": result["mean_abs"],
+            "n": result["n"],
+        }
     return summary

@@ -42,10 +42,17 @@ class SpectrumTask:
 
 SPECTRUM_TASKS: tuple[SpectrumTask, ...] = (
     SpectrumTask("parameters", "Teff, log g, [Fe/H] -> all 110 XP coefficients", LABELS, XP_NAMES),
-    SpectrumTask("parameters_colours", "Teff, log g, [Fe/H], J-H, J-K -> all 110 XP coefficients", (*LABELS, "jh", "jk"), XP_NAMES),
+    SpectrumTask(
+        "parameters_colours",
+        "Teff, log g, [Fe/H], J-H, J-K -> all 110 XP coefficients",
+        (*LABELS, "jh", "jk"),
+        XP_NAMES,
+    ),
     SpectrumTask("bp_to_rp", "inpainting: BP0-54 -> RP0-54", BP_NAMES, RP_NAMES),
     SpectrumTask("rp_to_bp", "inpainting: RP0-54 -> BP0-54", RP_NAMES, BP_NAMES),
-    SpectrumTask("low_to_high", "inpainting: BP0-9 + RP0-9 -> BP10-54 + RP10-54", xp_names(0, 10), xp_names(10, 55)),
+    SpectrumTask(
+        "low_to_high", "inpainting: BP0-9 + RP0-9 -> BP10-54 + RP10-54", xp_names(0, 10), xp_names(10, 55)
+    ),
 )
 """Generation (parameters -> spectrum) and inpainting tasks."""
 
@@ -121,7 +128,9 @@ def predict_spectra(
     model_full, xgboost_full = truth.copy(), truth.copy()
     model_full[:, columns], xgboost_full[:, columns] = mean, baseline
     labels, _ = stars.physical(tokenizer, LABELS)
-    return SpectrumPredictions(task, truth, truth_error, model_full, std, xgboost_full, stars.g_mag, labels, record)
+    return SpectrumPredictions(
+        task, truth, truth_error, model_full, std, xgboost_full, stars.g_mag, labels, record
+    )
 
 
 def spectrum_summary(predictions: SpectrumPredictions) -> dict:
@@ -136,7 +145,7 @@ def spectrum_summary(predictions: SpectrumPredictions) -> dict:
     columns = predictions.output_columns
     flux_truth = sampled_flux(predictions.truth)
     flux_error = sampled_flux_error(predictions.truth_error)
-    in_range = (WAVELENGTH_NM >= FLUX_RANGE_NM[0]) & (WAVELENGTH_NM <= FLUX_RANGE_NM[1])
+    in_range = (FLUX_RANGE_NM[0] <= WAVELENGTH_NM) & (FLUX_RANGE_NM[1] >= WAVELENGTH_NM)
     summary: dict = {"task": predictions.task.key, "description": predictions.task.description}
     summary["n_stars"] = len(predictions.truth)
     summary["outputs"] = list(predictions.task.outputs)
@@ -145,7 +154,9 @@ def spectrum_summary(predictions: SpectrumPredictions) -> dict:
         scatter, z_std = [], []
         for k, column in enumerate(columns):
             std = predictions.model_std[:, k] if method == "model" else None
-            result = score(predictions.truth[:, column], predicted[:, column], std, predictions.truth_error[:, column])
+            result = score(
+                predictions.truth[:, column], predicted[:, column], std, predictions.truth_error[:, column]
+            )
             scatter.append(result["scatter"])
             z_std.append(result.get("z_std"))
         flux = sampled_flux(predicted)
@@ -159,7 +170,9 @@ def spectrum_summary(predictions: SpectrumPredictions) -> dict:
         }
         if method == "model":
             summary[method]["coefficient_z_std"] = z_std
-    ratio = np.array(summary["model"]["coefficient_scatter"]) / np.array(summary["xgboost"]["coefficient_scatter"])
+    ratio = np.array(summary["model"]["coefficient_scatter"]) / np.array(
+        summary["xgboost"]["coefficient_scatter"]
+    )
     summary["median_scatter_ratio"] = float(np.nanmedian(ratio)) if len(ratio) else float("nan")
     summary["fraction_outputs_better"] = float(np.mean(ratio < 1)) if len(ratio) else float("nan")
     summary["beats_xgboost"] = bool(

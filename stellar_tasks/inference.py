@@ -78,7 +78,11 @@ def embed_arrays(
     """
     embeddings = []
     for start in range(0, len(values), batch_size):
-        batch = tokenizer.encode_arrays(values[start : start + batch_size], errors[start : start + batch_size])
+        batch = tokenizer.encode_arrays(
+            values[start : start + batch_size], errors[start : start + batch_size]
+        )
         batch = {k: v.to(model.device) for k, v in batch.items()}
-        embeddings.append(model.embed(batch["input_ids"], batch["input_values"], batch["attention_mask"]).float().cpu())
+        embeddings.append(
+            model.embed(batch["input_ids"], batch["input_values"], batch["attention_mask"]).float().cpu()
+        )
     return torch.cat(embeddings).numpy()

@@ -5,9 +5,11 @@ Each function takes a task's result and a path and writes one figure.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -30,11 +32,24 @@ TITLES = {"teff": "Teff [K]", "logg": "log g [dex]", "fe_h": "[Fe/H] [dex]"}
 DPI = 110
 
 
+def _plain_text(plot: Callable[..., Path]) -> Callable[..., Path]:
+    """Draw with matplotlib's own text rendering: importing gaiaxpy sets ``text.usetex = True`` globally, which
+    needs a LaTeX installation."""
+
+    @functools.wraps(plot)
+    def wrapper(*args, **kwargs) -> Path:
+        with matplotlib.rc_context({"text.usetex": False}):
+            return plot(*args, **kwargs)
+
+    return wrapper
+
+
 def _save(figure: Figure, path: Path) -> Path:
     figure.savefig(path, dpi=DPI, bbox_inches="tight")
     return path
 
 
+@_plain_text
 def plot_parameters(predictions: LabelPredictions, rows: Sequence[dict], path: Path) -> Path:
     """Predicted vs true (top) and residual true - predicted vs true (bottom) per label, scatter in the titles."""
     figure = Figure(figsize=(13, 7.5))
@@ -56,11 +71,14 @@ def plot_parameters(predictions: LabelPredictions, rows: Sequence[dict], path: P
         bottom.scatter(truth[ok], truth[ok] - mean[ok], s=2, alpha=0.3, color="C0", rasterized=True)
         bottom.axhline(0, color="k", lw=0.8)
         spread = 5 * model["scatter"] if np.isfinite(model["scatter"]) else 1
-        bottom.set(xlim=(low, high), ylim=(-spread, spread), xlabel=f"APOGEE {TITLES[label]}", ylabel="true - model")
+        bottom.set(
+            xlim=(low, high), ylim=(-spread, spread), xlabel=f"APOGEE {TITLES[label]}", ylabel="true - model"
+        )
     figure.suptitle(f"setting ({predictions.setting.key}): {predictions.setting.description}, test split")
     return _save(figure, path)
 
 
+@_plain_text
 def plot_calibration(predictions: LabelPredictions, rows: Sequence[dict], path: Path) -> Path:
     """Histogram of z = (true - mean) / sqrt(sigma^2 + err^2) per label, against the unit Gaussian."""
     figure = Figure(figsize=(13, 3.8))
@@ -86,19 +104,32 @@ def plot_calibration(predictions: LabelPredictions, rows: Sequence[dict], path: 
     return _save(figure, path)
 
 
+@_plain_text
 def plot_kiel(loci: Loci, path: Path) -> Path:
     """Kiel diagram of the test stars with the model's loci (solid) and the data's running medians (dashed)."""
     figure = Figure(figsize=(7, 6))
     axis = figure.subplots()
     stars = loci.stars
-    points = axis.scatter(stars[:, 0], stars[:, 1], c=stars[:, 2], s=2, cmap="viridis", vmin=-1.5, vmax=0.5, alpha=0.5)
+    points = axis.scatter(
+        stars[:, 0], stars[:, 1], c=stars[:, 2], s=2, cmap="viridis", vmin=-1.5, vmax=0.5, alpha=0.5
+    )
     figure.colorbar(points, ax=axis, label="[Fe/H] of the test stars [dex]")
     colours = ["C3", "C1", "C0", "C4", "C2", "C5"]
     for i, metallicity in enumerate(loci.fe_h):
         colour = colours[i % len(colours)]
-        axis.plot(loci.model_mean[i, :, 0], loci.logg, color=colour, lw=2, label=f"model locus [Fe/H] = {metallicity:+.1f}")
+        axis.plot(
+            loci.model_mean[i, :, 0],
+            loci.logg,
+            color=colour,
+            lw=2,
+            label=f"model locus [Fe/H] = {metallicity:+.1f}",
+        )
         axis.plot(loci.data_teff[i], loci.logg, color=colour, lw=1, ls="--")
-    axis.set(xlabel="Teff [K]", ylabel="log g [dex]", title="Kiel diagram: model loci (solid), data running median (dashed)")
+    axis.set(
+        xlabel="Teff [K]",
+        ylabel="log g [dex]",
+        title="Kiel diagram: model loci (solid), data running median (dashed)",
+    )
     axis.invert_xaxis()
     axis.invert_yaxis()
     axis.legend(fontsize=7, loc="lower left")
@@ -115,6 +146,7 @@ def _examples(predictions: SpectrumPredictions) -> list[tuple[str, int]]:
     return [(kind, int(np.argmax(select))) for kind, select in kinds.items() if select.any()]
 
 
+@_plain_text
 def plot_spectra(tasks: Sequence[SpectrumPredictions], path: Path) -> Path:
     """Real vs generated / inpainted spectra (W m-2 nm-1): one row per task, one column per example star."""
     figure = Figure(figsize=(14, 3.2 * len(tasks)))
@@ -130,7 +162,14 @@ def plot_spectra(tasks: Sequence[SpectrumPredictions], path: Path) -> Path:
             g_mag = predictions.g_mag[star : star + 1]
             for name, colour, style in (("truth", "k", "-"), ("model", "C0", "-"), ("xgboost", "C1", "--")):
                 flux = sampled_flux(getattr(predictions, name)[star : star + 1], g_mag)[0]
-                axis.plot(WAVELENGTH_NM, flux, color=colour, ls=style, lw=1.2, label=name if name != "truth" else "real")
+                axis.plot(
+                    WAVELENGTH_NM,
+                    flux,
+                    color=colour,
+                    ls=style,
+                    lw=1.2,
+                    label=name if name != "truth" else "real",
+                )
             teff, logg, fe_h = predictions.labels[star]
             axis.set_title(
                 f"{predictions.task.key}: {kind} ({teff:.0f} K, {logg:.2f}, {fe_h:+.2f})", fontsize=9
@@ -140,6 +179,7 @@ def plot_spectra(tasks: Sequence[SpectrumPredictions], path: Path) -> Path:
     return _save(figure, path)
 
 
+@_plain_text
 def plot_coefficient_scatter(summaries: Sequence[dict], path: Path) -> Path:
     """Per-coefficient residual scatter of the model and XGBoost, one panel per task."""
     figure = Figure(figsize=(14, 2.8 * len(summaries)))
@@ -152,20 +192,26 @@ def plot_coefficient_scatter(summaries: Sequence[dict], path: Path) -> Path:
         axis.set_xticks(ticks, [summary["outputs"][i] for i in ticks], fontsize=7)
         axis.set(ylabel="mad_std(real - pred)")
         axis.set_title(
-            f"{summary['description']}: median model/XGBoost {summary['median_scatter_ratio']:.2f}", fontsize=9
+            f"{summary['description']}: median model/XGBoost {summary['median_scatter_ratio']:.2f}",
+            fontsize=9,
         )
         axis.legend(fontsize=8)
     return _save(figure, path)
 
 
+@_plain_text
 def plot_extinction(curve: ExtinctionCurve, summary: dict, path: Path) -> Path:
     """The model's colour-excess extinction curve against the published laws."""
     figure = Figure(figsize=(7.5, 4.5))
     axis = figure.subplots()
-    axis.plot(WAVELENGTH_NM, curve.colour_excess, color="k", lw=2, label=f"model ({curve.n_stars} test stars)")
+    axis.plot(
+        WAVELENGTH_NM, curve.colour_excess, color="k", lw=2, label=f"model ({curve.n_stars} test stars)"
+    )
     for law, description in LAWS.items():
         deviation = summary["laws"][law]["mean_abs_deviation"]
-        axis.plot(WAVELENGTH_NM, law_curve(law), lw=1.2, ls="--", label=f"{description} (MAD {deviation:.3f})")
+        axis.plot(
+            WAVELENGTH_NM, law_curve(law), lw=1.2, ls="--", label=f"{description} (MAD {deviation:.3f})"
+        )
     axis.axvspan(*summary["range_nm"], color="0.9", zorder=0)
     axis.axhline(0, color="0.5", lw=0.5)
     axis.set(

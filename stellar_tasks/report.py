@@ -166,7 +166,9 @@ def run_report(
     spectra, summaries = [], []
     for task in SPECTRUM_TASKS:
         with progress.step(f"spectra: {task.key}"):
-            predictions = predict_spectra(model, tokenizer, train, test, task, budget.coefficients, max_spectrum_stars)
+            predictions = predict_spectra(
+                model, tokenizer, train, test, task, budget.coefficients, max_spectrum_stars
+            )
             spectra.append(predictions)
             summaries.append(spectrum_summary(predictions))
     results["spectra"] = summaries
@@ -182,7 +184,9 @@ def run_report(
         curve = extinction_curve(model, tokenizer, test, n_stars=extinction_stars)
         results["extinction"] = extinction_summary(curve)
         results["extinction"]["colour_excess"] = curve.colour_excess.tolist()
-        figures["extinction"] = plot_extinction(curve, results["extinction"], output / "extinction_curve.png").name
+        figures["extinction"] = plot_extinction(
+            curve, results["extinction"], output / "extinction_curve.png"
+        ).name
     with progress.step("embedding neighbours"):
         results["embeddings"] = neighbour_summary(model, tokenizer, train, test, n_query=neighbour_queries)
     results["meta"] = {
@@ -266,11 +270,23 @@ def render_markdown(results: dict) -> str:
     settings = "\n".join(f"- ({s.key}) {s.description}" for s in INPUT_SETTINGS)
     goals = _table(
         ["label", "goal", "value", "met", "margin"],
-        [[g["label"], g["goal"], fmt(g["value"]), "met" if g["met"] else "NOT met", fmt(g["margin"], 2)] for g in results["goals"]],
+        [
+            [g["label"], g["goal"], fmt(g["value"]), "met" if g["met"] else "NOT met", fmt(g["margin"], 2)]
+            for g in results["goals"]
+        ],
     )
     spectra = _table(
-        ["task", "stars", "median coef. scatter model / XGBoost", "outputs better", "flux chi2 model", "flux chi2 XGBoost",
-         "flux frac. scatter model", "flux frac. scatter XGBoost", "beats XGBoost"],
+        [
+            "task",
+            "stars",
+            "median coef. scatter model / XGBoost",
+            "outputs better",
+            "flux chi2 model",
+            "flux chi2 XGBoost",
+            "flux frac. scatter model",
+            "flux frac. scatter XGBoost",
+            "beats XGBoost",
+        ],
         [
             [
                 s["description"],
@@ -288,7 +304,14 @@ def render_markdown(results: dict) -> str:
     )
     branches = results["loci"]["branches"]
     loci = _table(
-        ["branch", "log g range", "median abs dTeff [K]", "bias data - model [K]", "grid points", "per [Fe/H]"],
+        [
+            "branch",
+            "log g range",
+            "median abs dTeff [K]",
+            "bias data - model [K]",
+            "grid points",
+            "per [Fe/H]",
+        ],
         [
             [
                 name,
@@ -310,32 +333,37 @@ def render_markdown(results: dict) -> str:
     neighbours = _table(
         ["label", "neighbour scatter", "random scatter", "ratio"],
         [
-            [label, fmt(embeddings[label]["neighbours"]["scatter"]), fmt(embeddings[label]["random"]["scatter"]),
-             fmt(embeddings[label]["scatter_ratio"])]
+            [
+                label,
+                fmt(embeddings[label]["neighbours"]["scatter"]),
+                fmt(embeddings[label]["random"]["scatter"]),
+                fmt(embeddings[label]["scatter_ratio"]),
+            ]
             for label in ("teff", "logg", "fe_h")
         ],
     )
     timings = _table(
-        ["step", "wall s", "CPU s"], [[k, f"{v:.1f}", f"{meta['cpu_s'][k]:.1f}"] for k, v in meta["timings_s"].items()]
+        ["step", "wall s", "CPU s"],
+        [[k, f"{v:.1f}", f"{meta['cpu_s'][k]:.1f}"] for k, v in meta["timings_s"].items()],
     )
     split = ", ".join(f"{k} = {v}" for k, v in meta["split"].items())
     figures = meta["figures"]
     return f"""# stellar-foundation: one model, every task, measured
 
-Model `{meta['model']}` ({meta['model_parameters']:,} parameters) on dataset `{meta['dataset']}`, test split only;
-created {meta['created']} on {meta['hardware']} in {meta['total_s']:.0f} s ({meta['total_cpu_s']:.0f} CPU s).
+Model `{meta["model"]}` ({meta["model_parameters"]:,} parameters) on dataset `{meta["dataset"]}`, test split only;
+created {meta["created"]} on {meta["hardware"]} in {meta["total_s"]:.0f} s ({meta["total_cpu_s"]:.0f} CPU s).
 Split checks: {split}.
 
 Every number is the project's `stellar_regression` metric (`stellar_tasks/metrics`): scatter = `mad_std(true - predicted)`,
 bias = `median(true - predicted)`; calibration from `z = (true - mean) / sqrt(sigma^2 + err^2)` (robust std of z, and
 the fraction of stars inside the central 68 % / 95 % Gaussian intervals). The baseline is XGBoost trained **in this
-run** on the train split with the same inputs: **{meta['baseline']['mode']}** budget ({meta['baseline']['description']}).
+run** on the train split with the same inputs: **{meta["baseline"]["mode"]}** budget ({meta["baseline"]["description"]}).
 
 ## Stellar parameters by input setting
 
 {settings}
 
-{parameter_table(results['parameters'])}
+{parameter_table(results["parameters"])}
 
 ratio = model scatter / XGBoost scatter. Setting (e) cannot show a label to itself (a requested name is never an input
 of the same star), so each label is predicted from the other two.
@@ -346,11 +374,11 @@ of the same star), so each label is predicted from the other two.
 
 ### By population (setting a)
 
-{parameter_table(results['populations'], key='population')}
+{parameter_table(results["populations"], key="population")}
 
-![predicted vs true]({figures['parameters']})
+![predicted vs true]({figures["parameters"]})
 
-![calibration]({figures['calibration']})
+![calibration]({figures["calibration"]})
 
 ## Generation and inpainting of XP spectra
 
@@ -360,9 +388,9 @@ Flux: gaiaxpy sampled spectra (336-1020 nm, 2 nm); chi2 = mean over pixels and s
 
 {spectra}
 
-![spectra]({figures['spectra']})
+![spectra]({figures["spectra"]})
 
-![per-coefficient scatter]({figures['coefficients']})
+![per-coefficient scatter]({figures["coefficients"]})
 
 ## Stellar loci
 
@@ -371,21 +399,21 @@ Teff requested from (log g, [Fe/H]) only, against the running median Teff of the
 
 {loci}
 
-![Kiel diagram]({figures['kiel']})
+![Kiel diagram]({figures["kiel"]})
 
 ## Extinction curve
 
-XP spectra requested for {extinction['n_stars']} test stars (their Teff, log g, [Fe/H]) at A_K = {extinction['ak_grid']} mag.
+XP spectra requested for {extinction["n_stars"]} test stars (their Teff, log g, [Fe/H]) at A_K = {extinction["ak_grid"]} mag.
 The coefficients are normalised by the G-band flux, so the predicted spectra carry extinction only up to a grey term;
-the curve is compared as {extinction['normalisation']}, over {extinction['range_nm'][0]:g}-{extinction['range_nm'][1]:g} nm.
+the curve is compared as {extinction["normalisation"]}, over {extinction["range_nm"][0]:g}-{extinction["range_nm"][1]:g} nm.
 
 {laws}
 
-![extinction curve]({figures['extinction']})
+![extinction curve]({figures["extinction"]})
 
 ## Embeddings
 
-Nearest neighbours (cosine, k = {embeddings['k']}) of {embeddings['n_query']} test stars among {embeddings['n_reference']}
+Nearest neighbours (cosine, k = {embeddings["k"]}) of {embeddings["n_query"]} test stars among {embeddings["n_reference"]}
 train stars in the encoder's embedding of the headline inputs; scatter of (star - neighbour) labels.
 
 {neighbours}
@@ -402,15 +430,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dataset", required=True, help="dataset folder or Hub dataset id")
     parser.add_argument("--output", default="reports", help="report folder")
     parser.add_argument(
-        "--full", action="store_true", help="XGBoost with the anchor's 4000 trees (slow) instead of the quick budget"
+        "--full",
+        action="store_true",
+        help="XGBoost with the anchor's 4000 trees (slow) instead of the quick budget",
     )
     parser.add_argument("--max-spectrum-stars", type=int, default=None, help="test stars per spectrum task")
     parser.add_argument("--test-ids", default=None, help="file of test source ids to check the split against")
-    parser.add_argument("--write-card", action="store_true", help="also write the model card to <model>/README.md")
+    parser.add_argument(
+        "--write-card", action="store_true", help="also write the model card to <model>/README.md"
+    )
     args = parser.parse_args(argv)
     test_ids = args.test_ids or (DEFAULT_TEST_IDS if DEFAULT_TEST_IDS.is_file() else None)
     budget = BUDGETS["full" if args.full else "quick"]
-    results = run_report(args.model, args.dataset, args.output, budget, args.max_spectrum_stars, test_ids_file=test_ids)
+    results = run_report(
+        args.model, args.dataset, args.output, budget, args.max_spectrum_stars, test_ids_file=test_ids
+    )
     print(f"report written to {Path(args.output) / REPORT_FILE}", file=sys.stderr)
     if args.write_card:
         from .card import write_model_card

@@ -152,45 +152,49 @@ def test_refusals(model_folder, tmp_path):
 @pytest.mark.slow
 def test_two_processes_write_what_one_process_writes(model_folder, archive, gaia_source, tmp_path):
     side, _ = gaia_source
-    exports = [archive / "XP_CONTINUOUS_RAW_with_missing_BP.csv", archive / "XP_CONTINUOUS_RAW.fits"]
-    arguments = [
-        *map(str, exports),
-        "--gaia-source",
-        str(side),
-        "--model",
-        str(model_folder),
-        "--chunk-size",
-        "1",
+    exports = [
+        str(archive / "XP_CONTINUOUS_RAW_with_missing_BP.csv"),
+        str(archive / "XP_CONTINUOUS_RAW.fits"),
     ]
+    common = ["--gaia-source", str(side), "--model", str(model_folder), "--chunk-size", "1"]
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
-    launch = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "29563"]
-    runs = {
-        "one": [
-            sys.executable,
-            "-m",
-            "stellar_tasks.cli",
-            "predict",
-            *arguments,
-            "--output",
-            str(tmp_path / "one.parquet"),
-        ],
-        "two": [
-            *launch,
-            "-m",
-            "stellar_tasks.cli",
-            "predict",
-            *arguments,
-            "--output",
-            str(tmp_path / "two.parquet"),
-        ],
+    one_process = [sys.executable]
+    two_processes = [
+        accelerate,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        "29563",
+    ]
+    runs = {  # name: (launcher, inputs, what each process did)
+        "one": (one_process, exports, []),
+        "by_file": (
+            two_processes,
+            exports,
+            ["process 0/2: 3 chunks", "process 1/2: 2 chunks"],
+        ),  # a file each
+        "by_chunk": (
+            two_processes,
+            exports[:1],
+            ["process 0/2: 2 chunks", "process 1/2: 1 chunks"],
+        ),  # 1 file
     }
-    for name, command in runs.items():
+    tables = {}
+    for name, (launcher, inputs, shares) in runs.items():
+        output = tmp_path / f"{name}.parquet"
+        command = [*launcher, "-m", "stellar_tasks.cli", "predict", *inputs, *common, "--output", str(output)]
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, (name, result.stderr[-3000:])
-        if name == "two":  # both processes worked: 5 one-row chunks, handed out alternately
-            assert "process 0/2: 3 chunks" in result.stderr and "process 1/2: 2 chunks" in result.stderr
-    one, two = QTable.read(tmp_path / "one.parquet"), QTable.read(tmp_path / "two.parquet")
-    assert len(one) == 5 and one.colnames == two.colnames
-    for name in one.colnames:
-        np.testing.assert_array_equal(np.asarray(two[name]), np.asarray(one[name]), err_msg=name)
+        assert all(share in result.stderr for share in shares), (name, result.stderr[-2000:])
+        tables[name] = QTable.read(output)
+    one = tables["one"]
+    assert len(one) == 5
+    for name, expected in (("by_file", one), ("by_chunk", one[:3])):
+        assert tables[name].colnames == expected.colnames
+        for column in expected.colnames:
+            np.testing.assert_array_equal(
+                np.asarray(tables[name][column]), np.asarray(expected[column]), err_msg=name
+            )

@@ -155,8 +155,20 @@ def read_results(driver, previous: dict[str, str] | None = None, timeout: float 
     return WebDriverWait(driver, timeout).until(filled)
 
 
+def star_of_xp_export(path, phot_g_mean_mag: float) -> dict[str, float]:
+    """The first source of a Gaia archive export as the dataset build would turn it into observations."""
+    from datasets_builder.archive import archive_rows
+    from datasets_builder.gaia_archive import read_gaia_xp
+
+    xp = read_gaia_xp(path, correlations=False)[:1]
+    xp["phot_g_mean_mag"] = [phot_g_mean_mag]
+    row = archive_rows(xp)[0]
+    names = set(create_test_tokenizer().observation_names)
+    return {c: float(row[c]) for c in row.colnames if c in names or c.removesuffix("_err") in names}
+
+
 @pytest.mark.slow
-def test_space_in_a_headless_browser(space, browser):
+def test_space_in_a_headless_browser(space, browser, shared_dir):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -187,3 +199,17 @@ def test_space_in_a_headless_browser(space, browser):
     assert typed == expected_texts(
         model_folder, {"bprp": 1.35, "bprp_err": 0.01, "jh": 0.62, "jk": 0.81, "jk_err": 0.02}
     )
+
+    # 3. a Gaia archive export, uploaded, with G typed since the export has none
+    export = shared_dir / "fixtures" / "gaia_archive" / "XP_CONTINUOUS_RAW.csv"
+    browser.find_element(By.XPATH, "//button[@role='tab'][contains(., 'Gaia XP file')]").click()
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#xp-file input[type=file]"))).send_keys(
+        str(export)
+    )
+    wait.until(ec.text_to_be_present_in_element((By.ID, "xp-file"), export.stem))  # upload finished
+    g_box = browser.find_element(By.CSS_SELECTOR, "#g-mag input")
+    g_box.clear()
+    g_box.send_keys("12.3")
+    browser.find_element(By.ID, "predict-file").click()
+    uploaded = read_results(browser, previous=typed)
+    assert uploaded == expected_texts(model_folder, star_of_xp_export(export, 12.3))

@@ -43,5 +43,7 @@ def score(
         if reference_errors is not None:
             extra["reference_errors"] = np.asarray(reference_errors, dtype=np.float64)
     return load_metric().compute(
-        predictions=np.asarray(prediction, dtype=np.float64), references=np.asarray(truth, dtype=np.float64), **extra
+        predictions=np.asarray(prediction, dtype=np.float64),
+        references=np.asarray(truth, dtype=np.float64),
+        **extra,
     )

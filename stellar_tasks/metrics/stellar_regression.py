@@ -97,7 +97,9 @@ def regression_summary(
     truth = np.asarray(truth, dtype=np.float64)
     prediction = np.asarray(prediction, dtype=np.float64)
     if truth.shape != prediction.shape or truth.ndim != 1:
-        raise ValueError(f"references {truth.shape} and predictions {prediction.shape} must be equal 1-d shapes")
+        raise ValueError(
+            f"references {truth.shape} and predictions {prediction.shape} must be equal 1-d shapes"
+        )
     residual = truth - prediction
     finite = np.isfinite(residual)
     n = int(finite.sum())
@@ -111,7 +113,9 @@ def regression_summary(
     if prediction_std is None:
         return result
     sigma = np.asarray(prediction_std, dtype=np.float64)
-    errors = np.zeros_like(sigma) if reference_errors is None else np.asarray(reference_errors, dtype=np.float64)
+    errors = (
+        np.zeros_like(sigma) if reference_errors is None else np.asarray(reference_errors, dtype=np.float64)
+    )
     if sigma.shape != truth.shape or errors.shape != truth.shape:
         raise ValueError("prediction_std and reference_errors must have the shape of the predictions")
     total = np.sqrt(sigma**2 + np.nan_to_num(errors, nan=0.0) ** 2)
@@ -136,9 +140,16 @@ class StellarRegression(evaluate.Metric):
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": datasets.Value("float64"), "references": datasets.Value("float64")}),
-            reference_urls=["https://arxiv.org/abs/2308.10944", "https://docs.astropy.org/en/stable/api/astropy.stats.mad_std.html"],
+            features=datasets.Features(
+                {"predictions": datasets.Value("float64"), "references": datasets.Value("float64")}
+            ),
+            reference_urls=[
+                "https://arxiv.org/abs/2308.10944",
+                "https://docs.astropy.org/en/stable/api/astropy.stats.mad_std.html",
+            ],
         )
 
-    def _compute(self, predictions, references, prediction_std=None, reference_errors=None) -> dict[str, float]:
+    def _compute(
+        self, predictions, references, prediction_std=None, reference_errors=None
+    ) -> dict[str, float]:
         return regression_summary(references, predictions, prediction_std, reference_errors)

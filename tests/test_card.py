@@ -1,0 +1,136 @@
+"""The model card: rendered from the model folder's facts and measured results, never typed by hand."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from stellar_tasks.card import main, render_model_card, write_model_card
+
+LABELS = {"teff": "K", "logg": "dex", "fe_h": "dex"}
+SCATTER = {"teff": 61.2345, "logg": 0.1876, "fe_h": 0.0934}
+
+
+def _results() -> dict:
+    parameters = []
+    for setting in "abcde":
+        for label, unit in LABELS.items():
+            model = {
+                "n": 100,
+                "scatter": SCATTER[label] * (1 + "abcde".index(setting)),
+                "bias": 0.01,
+                "z_std": 1.04,
+            }
+            model |= {"coverage_68": 0.66, "coverage_95": 0.94}
+            common = {"setting": setting, "label": label, "unit": unit}
+            parameters.append({**common, "method": "model", **model})
+            parameters.append(
+                {**common, "method": "xgboost", "n": 100, "scatter": SCATTER[label] * 1.3, "bias": 0.0}
+            )
+    goals = [
+        {"label": "teff", "goal": "scatter <= 0.85 x XGBoost", "value": 0.77, "met": True, "margin": 0.08},
+        {"label": "logg", "goal": "|z std - 1| <= 0.1", "value": 1.31, "met": False, "margin": -0.21},
+    ]
+    spectra = [
+        {
+            "task": "parameters",
+            "description": "Teff, log g, [Fe/H] -> all 110 XP coefficients",
+            "n_stars": 100,
+            "median_scatter_ratio": 0.9,
+            "model": {"flux": {"chi2_reduced": 12.5}},
+            "xgboost": {"flux": {"chi2_reduced": 15.25}},
+        }
+    ]
+    branch = {"median_abs_delta_teff": 43.21, "logg_range": [1.0, 3.5]}
+    return {
+        "meta": {
+            "model_parameters": 792322,
+            "split": {"train_stars": 35866, "test_stars": 3985},
+            "baseline": {"mode": "full", "description": "labels: 4000 trees"},
+        },
+        "parameters": parameters,
+        "goals": goals,
+        "spectra": spectra,
+        "loci": {
+            "branches": {"giant branch": branch, "main sequence": {**branch, "median_abs_delta_teff": 88.8}}
+        },
+        "extinction": {
+            "normalisation": "(A(lambda) - A(550 nm)) / (A(440 nm) - A(550 nm))",
+            "range_nm": [400.0, 950.0],
+            "laws": {"F99": {"description": "Fitzpatrick (1999), R_V = 3.1", "mean_abs_deviation": 0.0712}},
+        },
+    }
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    folder = tmp_path / "stellar-foundation-apogee-xp"
+    folder.mkdir()
+    config = {"d_model": 128, "encoder_attention_heads": [8, 8], "decoder_attention_heads": [8, 4]}
+    config |= {"head_hidden_dims": [256], "context_length": 128}
+    (folder / "config.json").write_text(json.dumps(config))
+    facts = {
+        "training": {"batch_size": 256, "learning_rate": 0.001, "max_steps": 8000, "requests_per_star": 16}
+    }
+    facts |= {"steps": 8000, "train_minutes": 71.5, "hardware": "CPU, 2 cores, torch 2.13"}
+    (folder / "training_facts.json").write_text(json.dumps(facts))
+    return folder
+
+
+def _front_matter(card: str) -> dict:
+    assert card.startswith("---\n")
+    return yaml.safe_load(card.split("---\n")[1])
+
+
+def test_front_matter_and_model_index_from_results(model_dir):
+    card = render_model_card(model_dir, _results())
+    metadata = _front_matter(card)
+    assert metadata["pipeline_tag"] == "tabular-regression"
+    assert metadata["library_name"] == "transformers"
+    assert metadata["license"] == "mit"
+    assert metadata["datasets"] == ["stellar-foundation/apogee-gaia-xp"]
+    assert {"astronomy", "gaia", "apogee"} <= set(metadata["tags"])
+    index = metadata["model-index"][0]
+    assert index["name"] == "stellar-foundation-apogee-xp"
+    metrics = index["results"][0]["metrics"]
+    scatter = {m["name"]: m["value"] for m in metrics if m["type"] == "mad_std"}
+    assert scatter["scatter Teff [K], setting (a)"] == SCATTER["teff"]
+    assert scatter["scatter [Fe/H] [dex], setting (c)"] == pytest.approx(SCATTER["fe_h"] * 3)
+    assert len(scatter) == 15
+    assert {m["type"] for m in metrics} == {"mad_std", "z_std", "coverage_68"}
+    assert index["results"][0]["dataset"]["split"] == "test"
+
+
+def test_body_carries_facts_results_usage_and_citation(model_dir):
+    card = render_model_card(model_dir, _results(), repo_id="someone/my-star-model")
+    assert 'AutoModel.from_pretrained("someone/my-star-model", trust_remote_code=True)' in card
+    assert "AutoFeatureExtractor.from_pretrained" in card and 'pipeline("tabular-regression"' in card
+    assert "| (a) | Teff [K] | 61.2 | 79.6 |" in card  # model beside XGBoost (1.3 x 61.2345)
+    assert "| training time | 71.5 minutes |" in card and "| hardware | CPU, 2 cores, torch 2.13 |" in card
+    assert "792,322 parameters" in card and "35866 training stars" in card
+    assert "| 12.5 | 15.2 |" in card  # flux chi2, model and XGBoost
+    assert "43.2 K on the giant branch" in card and "0.0712 from Fitzpatrick (1999)" in card
+    assert "logg: |z std - 1| <= 0.1 (measured 1.31)" in card  # an unmet goal is a limitation
+    assert "teff: scatter <= 0.85" not in card  # a met goal is not
+    assert "2308.10944" in card and "Leung" in card
+
+
+def test_missing_training_facts_say_so(model_dir):
+    (model_dir / "training_facts.json").unlink()
+    card = render_model_card(model_dir, _results())
+    assert "| hardware | not recorded |" in card and "| training time | n/a minutes |" in card
+
+
+def test_write_is_atomic_and_cli_rerenders(model_dir, tmp_path):
+    results = _results()
+    path = write_model_card(model_dir, results)
+    assert path == model_dir / "README.md"
+    assert path.read_text() == render_model_card(model_dir, results)
+    assert not list(model_dir.glob("*.tmp"))
+    results_file = tmp_path / "results.json"
+    results["parameters"][0]["scatter"] = 55.5
+    results_file.write_text(json.dumps(results))
+    main(["--model", str(model_dir), "--results", str(results_file)])
+    assert "| (a) | Teff [K] | 55.5 |" in path.read_text()

@@ -1,0 +1,108 @@
+"""The report entry point end to end: a tiny saved model and dataset folder in, Markdown, JSON, figures and card out."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from stellar_tasks import report as report_module
+from stellar_tasks.baselines import BaselineBudget, XGBoostSettings
+from tests.tasks_factory import dataset_tokenizer, save_model_folder, write_dataset
+
+TINY_BUDGET = BaselineBudget(
+    "quick",
+    XGBoostSettings(n_estimators=15, learning_rate=0.3, max_depth=3),
+    XGBoostSettings(
+        n_estimators=10,
+        learning_rate=0.3,
+        max_depth=3,
+        multi_strategy="multi_output_tree",
+        output_components=6,
+    ),
+    "tiny test budget",
+)
+
+
+@pytest.fixture(scope="module")
+def report_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    dataset, test_ids = write_dataset(root / "dataset", n_train=160, n_test=60)
+    model_dir = save_model_folder(root / "model", dataset_tokenizer(dataset))
+    ids_file = root / "test_ids.txt"
+    np.savetxt(ids_file, test_ids[:-1], fmt="%d")  # one test star missing from the list
+    argv = ["--model", str(model_dir), "--dataset", str(dataset), "--output", str(root / "reports")]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(report_module.BUDGETS, "quick", TINY_BUDGET)
+        results = report_module.main(
+            [*argv, "--test-ids", str(ids_file), "--write-card", "--max-spectrum-stars", "30"]
+        )
+    return root, model_dir, results
+
+
+def test_report_files(report_run):
+    root, _, results = report_run
+    reports = root / "reports"
+    names = {p.name for p in reports.iterdir()}
+    assert {"report.md", "results.json"} <= names
+    assert set(results["meta"]["figures"].values()) <= names
+    for figure in results["meta"]["figures"].values():
+        assert (reports / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [n for n in names if n.endswith(".tmp")]
+    assert json.loads((reports / "results.json").read_text()) == results
+
+
+def test_results_cover_every_task(report_run):
+    _, _, results = report_run
+    assert len(results["parameters"]) == 5 * 3 * 2
+    assert {r["setting"] for r in results["parameters"]} == set("abcde")
+    assert len(results["goals"]) == 9
+    assert [s["task"] for s in results["spectra"]] == [
+        "parameters",
+        "parameters_colours",
+        "bp_to_rp",
+        "rp_to_bp",
+        "low_to_high",
+    ]
+    assert all(s["n_stars"] == 30 for s in results["spectra"])
+    assert set(results["loci"]["branches"]) == {"giant branch", "main sequence"}
+    assert len(results["extinction"]["colour_excess"]) == 343
+    assert results["embeddings"]["k"] == 10
+    assert results["meta"]["split"] == {
+        "train_stars": 160,
+        "test_stars": 60,
+        "shared_train_test": 0,
+        "test_not_in_list": 1,
+        "listed_not_in_test": 0,
+    }
+    assert results["meta"]["baseline"]["description"] == "tiny test budget"
+
+
+def test_markdown_has_the_tables(report_run):
+    root, _, results = report_run
+    text = (root / "reports" / "report.md").read_text()
+    assert "| setting | label | n | model scatter |" in text
+    teff_a = next(
+        r
+        for r in results["parameters"]
+        if r["setting"] == "a" and r["label"] == "teff" and r["method"] == "model"
+    )
+    assert f"| (a) | teff [K] | {teff_a['n']} | {report_module.fmt(teff_a['scatter'])} |" in text
+    for figure in results["meta"]["figures"].values():
+        assert f"]({figure})" in text
+
+
+def test_card_written_into_the_model_folder(report_run):
+    _, model_dir, results = report_run
+    card = (model_dir / "README.md").read_text()
+    metadata = yaml.safe_load(card.split("---")[1])
+    assert metadata["pipeline_tag"] == "tabular-regression"
+    values = [m["value"] for m in metadata["model-index"][0]["results"][0]["metrics"]]
+    teff_a = next(
+        r
+        for r in results["parameters"]
+        if r["setting"] == "a" and r["label"] == "teff" and r["method"] == "model"
+    )
+    assert teff_a["scatter"] in values

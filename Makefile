@@ -44,8 +44,13 @@ lint: setup
 bench: setup
 	$(PY) benchmarks/run_all.py
 
+# Reproduce the shipped model: train (resuming a stopped run), export the Hub-ready folder, evaluate, write its card.
+TRAIN_RUN ?= runs/stellar-foundation-apogee-xp
 train: dataset
-	$(PY) train.py --dataset $(DATASET) --output $(MODEL) --config configs/train_default.json
+	$(PY) train.py --dataset $(DATASET) --output $(TRAIN_RUN) --config configs/train_default.json \
+		$(if $(wildcard $(TRAIN_RUN)/checkpoints/step_*),--resume,)
+	$(PY) -c "from stellar_tasks.hub import export_model_folder; export_model_folder('$(TRAIN_RUN)', '$(MODEL)')"
+	$(PY) -m stellar_tasks.report --model $(MODEL) --dataset $(DATASET) --output reports --write-card
 
 clean:
 	rm -rf $(VENV) data reports runs

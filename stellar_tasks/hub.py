@@ -229,3 +229,22 @@ def push_model(
         commit_message="Upload stellar-foundation model",
     )
     return commit.commit_url
+
+
+def export_model_folder(run_dir: str | Path, folder: str | Path) -> Path:
+    """Copy the Hub-ready part of a ``train.py`` run (no checkpoints, no process reports) into ``folder``.
+
+    The model and tokenizer are reloaded from the run and saved with `prepare_model_folder`; the training facts
+    and log travel with them so that the card can state the recipe, hardware and time.
+    """
+    import shutil
+
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    run_dir = Path(run_dir)
+    model = AutoModel.from_pretrained(run_dir, trust_remote_code=True)
+    tokenizer = AutoFeatureExtractor.from_pretrained(run_dir, trust_remote_code=True)
+    folder = prepare_model_folder(model, tokenizer, folder)
+    for name in ("training_facts.json", "train_log.jsonl"):
+        shutil.copy(run_dir / name, folder / name)
+    return folder

@@ -29,6 +29,10 @@ RP_NAMES = tuple(name for name in XP_NAMES if name.startswith("rp"))
 FLUX_RANGE_NM = (400.0, 950.0)
 """Wavelengths [nm] of the fractional flux scatter: where every XP spectrum has positive, well-measured flux."""
 
+AFFECTED_FRACTION = 0.01
+"""A pixel is compared in flux when the task's outputs carry at least this fraction of its flux (median over stars):
+inpainting BP leaves the RP-only pixels exact for both methods, which would only dilute the comparison."""
+
 
 @dataclass(frozen=True)
 class SpectrumTask:
@@ -140,15 +144,22 @@ def spectrum_summary(predictions: SpectrumPredictions) -> dict:
     mad_std of real - predicted, dimensionless), ``flux`` (the metric over every pixel of every star: ``chi2_reduced``
     against the real spectra's flux errors, ``z_std``), ``flux_fraction_scatter`` (mad_std of predicted / real - 1
     over `FLUX_RANGE_NM`); for the model also ``coefficient_z_std``; and the comparison ``median_scatter_ratio``
-    (model / XGBoost over outputs), ``fraction_outputs_better``.
+    (model / XGBoost over outputs), ``fraction_outputs_better``. Flux numbers use the pixels the outputs affect
+    (`AFFECTED_FRACTION`; their range is ``flux_range_nm``).
     """
     columns = predictions.output_columns
     flux_truth = sampled_flux(predictions.truth)
     flux_error = sampled_flux_error(predictions.truth_error)
+    outputs_only = np.zeros_like(predictions.truth)
+    outputs_only[:, columns] = predictions.truth[:, columns]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.nanmedian(np.abs(sampled_flux(outputs_only) / flux_truth), axis=0)  # (343,)
+    affected = share >= AFFECTED_FRACTION
     in_range = (FLUX_RANGE_NM[0] <= WAVELENGTH_NM) & (FLUX_RANGE_NM[1] >= WAVELENGTH_NM)
     summary: dict = {"task": predictions.task.key, "description": predictions.task.description}
     summary["n_stars"] = len(predictions.truth)
     summary["outputs"] = list(predictions.task.outputs)
+    summary["flux_range_nm"] = [float(WAVELENGTH_NM[affected].min()), float(WAVELENGTH_NM[affected].max())]
     for method in ("model", "xgboost"):
         predicted = getattr(predictions, method)
         scatter, z_std = [], []
@@ -159,10 +170,11 @@ def spectrum_summary(predictions: SpectrumPredictions) -> dict:
             )
             scatter.append(result["scatter"])
             z_std.append(result.get("z_std"))
-        flux = sampled_flux(predicted)
-        flux_result = score(flux_truth.ravel(), flux.ravel(), np.zeros(flux.size), flux_error.ravel())
-        usable = (flux_truth > 0) & in_range
-        fraction = score(np.ones(int(usable.sum())), flux[usable] / flux_truth[usable])
+        flux = sampled_flux(predicted)[:, affected]
+        truth, error = flux_truth[:, affected], flux_error[:, affected]
+        flux_result = score(truth.ravel(), flux.ravel(), np.zeros(flux.size), error.ravel())
+        usable = (truth > 0) & in_range[affected]
+        fraction = score(np.ones(int(usable.sum())), flux[usable] / truth[usable])
         summary[method] = {
             "coefficient_scatter": scatter,
             "flux": flux_result,

@@ -52,7 +52,7 @@ def _save(figure: Figure, path: Path) -> Path:
 @_plain_text
 def plot_parameters(predictions: LabelPredictions, rows: Sequence[dict], path: Path) -> Path:
     """Predicted vs true (top) and residual true - predicted vs true (bottom) per label, scatter in the titles."""
-    figure = Figure(figsize=(13, 7.5))
+    figure = Figure(figsize=(13, 7.5), layout="constrained")
     axes = figure.subplots(2, 3, gridspec_kw={"height_ratios": [2, 1]})
     table = {(r["label"], r["method"]): r for r in rows}
     for j, label in enumerate(LABELS):
@@ -81,7 +81,7 @@ def plot_parameters(predictions: LabelPredictions, rows: Sequence[dict], path: P
 @_plain_text
 def plot_calibration(predictions: LabelPredictions, rows: Sequence[dict], path: Path) -> Path:
     """Histogram of z = (true - mean) / sqrt(sigma^2 + err^2) per label, against the unit Gaussian."""
-    figure = Figure(figsize=(13, 3.8))
+    figure = Figure(figsize=(13, 3.8), layout="constrained")
     axes = figure.subplots(1, 3)
     table = {r["label"]: r for r in rows if r["method"] == "model"}
     bins = np.linspace(-5, 5, 51)
@@ -149,7 +149,7 @@ def _examples(predictions: SpectrumPredictions) -> list[tuple[str, int]]:
 @_plain_text
 def plot_spectra(tasks: Sequence[SpectrumPredictions], path: Path) -> Path:
     """Real vs generated / inpainted spectra (W m-2 nm-1): one row per task, one column per example star."""
-    figure = Figure(figsize=(14, 3.2 * len(tasks)))
+    figure = Figure(figsize=(14, 3.4 * len(tasks)), layout="constrained")
     axes = np.atleast_2d(figure.subplots(len(tasks), 3, squeeze=False))
     for row, predictions in enumerate(tasks):
         examples = _examples(predictions)
@@ -182,7 +182,7 @@ def plot_spectra(tasks: Sequence[SpectrumPredictions], path: Path) -> Path:
 @_plain_text
 def plot_coefficient_scatter(summaries: Sequence[dict], path: Path) -> Path:
     """Per-coefficient residual scatter of the model and XGBoost, one panel per task."""
-    figure = Figure(figsize=(14, 2.8 * len(summaries)))
+    figure = Figure(figsize=(14, 2.8 * len(summaries)), layout="constrained")
     axes = figure.subplots(len(summaries), 1, squeeze=False)[:, 0]
     for axis, summary in zip(axes, summaries, strict=True):
         x = np.arange(len(summary["outputs"]))

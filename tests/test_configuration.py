@@ -23,7 +23,7 @@ def test_default_is_much_smaller_than_published():
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
-        ({"d_model": 100}, "encoder_attention_heads"),
+        ({"d_model": 102}, "encoder_attention_heads"),
         ({"encoder_ffn_dims": [64]}, "encoder_ffn_dims"),
         ({"decoder_attention_heads": []}, "decoder_attention_heads"),
         ({"dropout": 1.5}, "dropout"),

@@ -126,6 +126,7 @@ def render_model_card(
     card = ModelCard.from_template(
         card_data,
         template_path=str(template_path),
+        model_name=repo_id.split("/")[-1],
         repo_id=repo_id,
         space_id=space_id,
         dataset_id=dataset_id,

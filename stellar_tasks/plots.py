@@ -192,7 +192,8 @@ def plot_coefficient_scatter(summaries: Sequence[dict], path: Path) -> Path:
         axis.set_xticks(ticks, [summary["outputs"][i] for i in ticks], fontsize=7)
         axis.set(ylabel="mad_std(real - pred)")
         axis.set_title(
-            f"{summary['description']}: median model/XGBoost {summary['median_scatter_ratio']:.2f}",
+            f"{summary['description']}: median model/XGBoost {summary['median_scatter_ratio']:.2f} "
+            f"(signal-dominated outputs: {summary['median_scatter_ratio_signal']:.2f})",
             fontsize=9,
         )
         axis.legend(fontsize=8)

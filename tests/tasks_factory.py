@@ -44,9 +44,8 @@ def make_star_table(n_stars: int, seed: int, first_source_id: int) -> pd.DataFra
     flux = planck * blue * 10 ** (-0.4 * 8.0 * ak[:, None] * (550.0 / XP_SAMPLING_NM[None, :]) ** 1.5)
     flux *= 1e-16 / flux.mean(axis=1, keepdims=True)
     fit = fit_coefficients(flux, 0.01 * flux)
-    g_flux = (
-        fit.coefficients[:, 0] + fit.coefficients[:, 55]
-    )  # any positive per-star scale is self-consistent
+    # Any positive per-star scale is self-consistent with phot_g_mean_mag below.
+    g_flux = fit.coefficients[:, 0] + fit.coefficients[:, 55]
     coefficients = fit.coefficients / g_flux[:, None]
     errors = np.nan_to_num(fit.errors, nan=0.0) / g_flux[:, None] + 1e-5
     table = {name: coefficients[:, i] for i, name in enumerate(XP_NAMES)}

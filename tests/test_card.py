@@ -39,6 +39,7 @@ def _results() -> dict:
             "description": "Teff, log g, [Fe/H] -> all 110 XP coefficients",
             "n_stars": 100,
             "median_scatter_ratio": 0.9,
+            "median_scatter_ratio_signal": 0.75,
             "model": {"flux": {"chi2_reduced": 12.5}},
             "xgboost": {"flux": {"chi2_reduced": 15.25}},
         }
@@ -105,14 +106,15 @@ def test_front_matter_and_model_index_from_results(model_dir):
 
 def test_body_carries_facts_results_usage_and_citation(model_dir):
     card = render_model_card(model_dir, _results(), repo_id="someone/my-star-model")
+    assert "\n# my-star-model\n" in card
     assert 'AutoModel.from_pretrained("someone/my-star-model", trust_remote_code=True)' in card
-    assert "AutoFeatureExtractor.from_pretrained" in card and 'pipeline("tabular-regression"' in card
+    assert "AutoFeatureExtractor.from_pretrained" in card and 'pipeline(model="someone/my-star-model"' in card
     assert "| (a) | Teff [K] | 61.2 | 79.6 |" in card  # model beside XGBoost (1.3 x 61.2345)
     assert "| training time | 71.5 minutes |" in card and "| hardware | CPU, 2 cores, torch 2.13 |" in card
     assert "792,322 parameters" in card and "35866 training stars" in card
-    assert "| 12.5 | 15.2 |" in card  # flux chi2, model and XGBoost
+    assert "| 12.5 | 15.2 | 0.9 (0.75) |" in card  # flux chi2, model and XGBoost; coefficient scatter ratios
     assert "43.2 K on the giant branch" in card and "0.0712 from Fitzpatrick (1999)" in card
-    assert "logg: |z std - 1| <= 0.1 (measured 1.31)" in card  # an unmet goal is a limitation
+    assert "  - logg: |z std - 1| <= 0.1 (measured 1.31)" in card  # an unmet goal is a limitation
     assert "teff: scatter <= 0.85" not in card  # a met goal is not
     assert "2308.10944" in card and "Leung" in card
 

@@ -20,7 +20,6 @@ TINY_BUDGET = BaselineBudget(
         learning_rate=0.3,
         max_depth=3,
         multi_strategy="multi_output_tree",
-        output_components=6,
     ),
     "tiny test budget",
 )

@@ -22,9 +22,7 @@ from stellar_tasks.spectra import WAVELENGTH_NM, XP_NAMES, g_band_flux, sampled_
 from tests.conftest import create_test_model
 from tests.tasks_factory import in_memory_splits
 
-FAST = XGBoostSettings(
-    n_estimators=20, learning_rate=0.3, max_depth=3, multi_strategy="multi_output_tree", output_components=8
-)
+FAST = XGBoostSettings(n_estimators=20, learning_rate=0.3, max_depth=3, multi_strategy="multi_output_tree")
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +80,7 @@ def test_spectrum_tasks(splits, model, task):
     low, high = summary["flux_range_nm"]
     assert {"bp_to_rp": low > 550, "rp_to_bp": high < 750}.get(task.key, low == 336 and high == 1020)
     assert 0 <= summary["fraction_outputs_better"] <= 1
+    assert 0 <= summary["n_signal_outputs"] <= len(task.outputs)
     assert isinstance(summary["beats_xgboost"], bool)
 
 

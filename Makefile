@@ -41,7 +41,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: setup
+bench: dataset
 	$(PY) benchmarks/run_all.py
 
 # Reproduce the shipped model: train (resuming a stopped run), export the Hub-ready folder, evaluate, write its card.

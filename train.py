@@ -71,7 +71,9 @@ class TrainingConfig:
     requests_per_star: int = 16  # R: requests drawn without replacement among the star's observed names
     # relative chance of a name being drawn (Gumbel top-k); names not listed weigh 1. Labels weigh more
     # so that most steps train them, yet they stay inputs often enough for parameters -> spectra.
-    request_weights: dict = field(default_factory=lambda: {"teff": 6.0, "logg": 6.0, "fe_h": 6.0, "alpha_m": 3.0})
+    request_weights: dict = field(
+        default_factory=lambda: {"teff": 6.0, "logg": 6.0, "fe_h": 6.0, "alpha_m": 3.0}
+    )
     # Each batch draws one input budget n ~ U[min_input_tokens, max_input_tokens] and every star keeps n of
     # its shuffled observations: the published crop-and-drop-a-tail, without padding waste (3x faster).
     min_input_tokens: int = 4
@@ -162,7 +164,9 @@ def sample_batch(
     # Gumbel top-k: sampling without replacement with probabilities proportional to the weights.
     gumbel = -np.log(-np.log(rng.uniform(1e-12, 1.0, size=(batch, vocab))))
     drawable = observed & (request_weight > 0)
-    request_key = np.where(drawable, np.log(np.where(request_weight > 0, request_weight, 1.0)) + gumbel, -np.inf)
+    request_key = np.where(
+        drawable, np.log(np.where(request_weight > 0, request_weight, 1.0)) + gumbel, -np.inf
+    )
     n_requests = np.minimum(config.requests_per_star, np.maximum(n_observed - 1, 0))
     top = np.argsort(-request_key, axis=1)[:, : config.requests_per_star]  # (batch, R) candidate ids
     rank = np.arange(config.requests_per_star)[None, :]
@@ -202,7 +206,11 @@ def xp_coefficient_order(tokenizer: StarTokenizer) -> np.ndarray:
 
 
 def fixed_batch(
-    tokenizer: StarTokenizer, values: np.ndarray, errors: np.ndarray, input_names: list[str], requests: list[str]
+    tokenizer: StarTokenizer,
+    values: np.ndarray,
+    errors: np.ndarray,
+    input_names: list[str],
+    requests: list[str],
 ) -> dict[str, torch.Tensor]:
     """The deterministic evaluation batch: only ``input_names`` as inputs, ``requests`` asked of every star."""
     shown = np.full_like(values, np.nan)
@@ -237,7 +245,11 @@ def load_statistics(dataset: str) -> dict:
 def checkpoints_in(output: Path) -> list[Path]:
     """Finished checkpoint folders, oldest first (unfinished ones carry a .tmp suffix and are ignored)."""
     folder = output / CHECKPOINT_DIR
-    found = [p for p in folder.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp")] if folder.is_dir() else []
+    found = (
+        [p for p in folder.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp")]
+        if folder.is_dir()
+        else []
+    )
     return sorted(found, key=lambda p: int(p.name.split("_")[1]))
 
 
@@ -256,7 +268,9 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
     )
     output = Path(args.output)
     set_seed(config.seed)
-    run_record = json.loads(json.dumps({"training": dataclasses.asdict(config), "dataset": str(args.dataset)}))
+    run_record = json.loads(
+        json.dumps({"training": dataclasses.asdict(config), "dataset": str(args.dataset)})
+    )
     with accelerator.main_process_first():
         guard_output_folder(output, run_record, args.resume)
 
@@ -276,7 +290,9 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=config.adam_betas
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, get_lr_lambda(config))
-    train_loader = DataLoader(torch.from_numpy(train_index), batch_size=config.batch_size, shuffle=True, drop_last=True)
+    train_loader = DataLoader(
+        torch.from_numpy(train_index), batch_size=config.batch_size, shuffle=True, drop_last=True
+    )
     valid_loader = DataLoader(torch.from_numpy(valid_index), batch_size=1024)
     model, optimizer, train_loader, valid_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, valid_loader, scheduler
@@ -342,7 +358,9 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
                 window = {"loss": 0.0, "steps": 0, "stars": 0, "targets": 0, "t0": time.monotonic()}
             if step % config.validation_every == 0 or step == config.max_steps:
                 scatter = validate(accelerator, model, tokenizer, values, errors, valid_loader)
-                write_log(log, {"step": step, "validation": scatter, "minutes": (time.monotonic() - started) / 60})
+                write_log(
+                    log, {"step": step, "validation": scatter, "minutes": (time.monotonic() - started) / 60}
+                )
                 model.train()
             if step % config.checkpoint_every == 0:
                 save_checkpoint(accelerator, output, step, config.keep_checkpoints)
@@ -436,7 +454,9 @@ def validate(accelerator, model, tokenizer, values, errors, valid_loader) -> dic
 
 def write_process_report(accelerator: Accelerator, model, output: Path, step: int) -> None:
     """Each process records that it ran, how far, and a checksum of its weights (equal when DDP synchronised)."""
-    weights = torch.cat([p.detach().float().flatten().cpu() for p in accelerator.unwrap_model(model).parameters()])
+    weights = torch.cat(
+        [p.detach().float().flatten().cpu() for p in accelerator.unwrap_model(model).parameters()]
+    )
     report = {
         "process_index": accelerator.process_index,
         "num_processes": accelerator.num_processes,
@@ -484,15 +504,24 @@ def describe_hardware() -> str:
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", required=True, help="dataset folder (datasets_builder) or Hub dataset id")
+    parser.add_argument(
+        "--dataset", required=True, help="dataset folder (datasets_builder) or Hub dataset id"
+    )
     parser.add_argument("--output", required=True, help="run folder: checkpoints, logs and the saved model")
     parser.add_argument("--config", default=None, help="JSON file of TrainingConfig settings")
     parser.add_argument("--vocabulary", default=DEFAULT_VOCABULARY, help="tokenizer vocabulary JSON")
-    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output")
-    parser.add_argument("--max-minutes", type=float, default=None, help="stop cleanly (checkpoint + model) after this")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the newest checkpoint in --output"
+    )
+    parser.add_argument(
+        "--max-minutes", type=float, default=None, help="stop cleanly (checkpoint + model) after this"
+    )
     parser.add_argument("--max-steps", type=int, default=None, help="override the config's max_steps")
     parser.add_argument(
-        "--stop-at-step", type=int, default=None, help="stop cleanly at this step (the schedule still runs to max_steps)"
+        "--stop-at-step",
+        type=int,
+        default=None,
+        help="stop cleanly at this step (the schedule still runs to max_steps)",
     )
     parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default=None)
     args = parser.parse_args(argv)

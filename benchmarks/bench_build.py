@@ -14,7 +14,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -25,9 +24,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from results_table import RESULTS_DIR, write_results
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEST_SPLIT = REPO_ROOT.parent / "shared" / "data" / "test_split_gaia_dr3_source_ids.txt"
-RESULTS = REPO_ROOT / "benchmarks" / "results" / "build.csv"
+RESULTS = RESULTS_DIR / "build.csv"
 MEMORY_GROWTH_LIMIT = 1.2
 """Largest accepted peak-memory ratio between a build of 10 N and of N rows."""
 
@@ -85,11 +86,7 @@ def main() -> int:
             result = {"date": stamp, "machine": machine, **measure_build(rows, Path(workdir))}
             results.append(result)
             print(", ".join(f"{key}={value}" for key, value in result.items()), flush=True)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.output, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(results[0]))
-        writer.writeheader()
-        writer.writerows(results)
+    write_results(args.output, results)
     growth = results[1]["peak_rss_mib"] / results[0]["peak_rss_mib"]
     verdict = "ok" if growth < MEMORY_GROWTH_LIMIT else "TOO MUCH"
     print(

@@ -9,15 +9,14 @@ log g and [Fe/H]; eval mode, no gradients, float32. Writes benchmarks/results/fo
 from __future__ import annotations
 
 import argparse
-import csv
 import time
-from pathlib import Path
 
 import torch
 
 from modeling_stellar import StellarConfig, StellarForObservationPrediction
+from results_table import RESULTS_DIR, write_results
 
-RESULTS = Path(__file__).resolve().parent / "results" / "forward.csv"
+RESULTS = RESULTS_DIR / "forward.csv"
 HEADLINE_TOKENS = 63
 REQUESTS = 3
 
@@ -52,11 +51,7 @@ def main() -> None:
         row["ratio_to_published"] = round(row["stars_per_s"] / baseline, 2)
         row["threads"] = torch.get_num_threads()
         print(row)
-    RESULTS.parent.mkdir(exist_ok=True)
-    with open(RESULTS, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_results(RESULTS, rows)
 
 
 if __name__ == "__main__":

@@ -18,19 +18,18 @@ all three labels. Writes benchmarks/results/inference.csv.
 from __future__ import annotations
 
 import argparse
-import csv
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from modeling_stellar import StarTokenizer, StellarConfig, StellarForObservationPrediction
+from results_table import RESULTS_DIR, write_results
 from stellar_tasks.inference import mask_to_inputs, predict_arrays
 from stellar_tasks.metrics import score
 from train import DEFAULT_VOCABULARY, HEADLINE_INPUTS, VALIDATION_REQUESTS, load_statistics
 
-RESULTS = Path(__file__).resolve().parent / "results" / "inference.csv"
+RESULTS = RESULTS_DIR / "inference.csv"
 PUBLISHED_SCATTER = {"teff": 47.17, "logg": 0.11, "fe_h": 0.07}
 """Leung & Bovy 2023, headline inputs (architecture.md, "Published results"); their [M/H] stands for [Fe/H] here."""
 
@@ -162,11 +161,7 @@ def main() -> None:
         row["threads"] = torch.get_num_threads()
         row["test_stars"] = len(test)
         print(row)
-    RESULTS.parent.mkdir(exist_ok=True)
-    with open(RESULTS, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_results(RESULTS, rows)
 
 
 if __name__ == "__main__":

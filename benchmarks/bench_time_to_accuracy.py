@@ -10,7 +10,6 @@ machine (training_facts.json says which), including validation and checkpoint wr
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
@@ -20,9 +19,10 @@ from safetensors.torch import load_file
 
 import train
 from modeling_stellar import StarTokenizer, StellarConfig, StellarForObservationPrediction
+from results_table import RESULTS_DIR, write_results
 from stellar_tasks.inference import mask_to_inputs, predict_arrays
 
-RESULTS = Path(__file__).resolve().parent / "results" / "time_to_accuracy.csv"
+RESULTS = RESULTS_DIR / "time_to_accuracy.csv"
 # XGBoost (learning_rate=0.05, 4000 trees, subsample=0.8, colsample_bytree=0.8) on the same split and
 # features: the anchor measured on exactly this data (issue "accelerate launch train.py", this project).
 XGBOOST_ANCHOR = {"teff": 68.7, "logg": 0.206, "fe_h": 0.120}
@@ -56,11 +56,7 @@ def main() -> None:
             row[f"{name}_over_xgboost"] = round(row[name] / XGBOOST_ANCHOR[name], 3)
         rows.append(row)
         print(row, flush=True)
-    RESULTS.parent.mkdir(exist_ok=True)
-    with open(RESULTS, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_results(RESULTS, rows)
 
 
 if __name__ == "__main__":

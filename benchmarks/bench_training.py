@@ -1,5 +1,5 @@
 """Training throughput: supervised targets/s with R requests per star vs R = 1 (the published sampling), and
-optimiser steps/s with 1 vs 2 CPU processes. Same model, same data, same run. Writes
+optimiser steps/s (and stars/s) with 1 vs 2 CPU processes. Same model, same data, same run. Writes
 benchmarks/results/training.csv.
 
     python benchmarks/bench_training.py --dataset data/apogee-gaia-xp [--steps 20]
@@ -8,7 +8,6 @@ benchmarks/results/training.csv.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -22,14 +21,17 @@ import torch
 
 import train
 from modeling_stellar import StarTokenizer, StellarForObservationPrediction
+from results_table import RESULTS_DIR, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "training.csv"
+RESULTS = RESULTS_DIR / "training.csv"
+DEFAULT_CONFIG = ROOT / "configs" / "train_default.json"
+"""The shipped model's settings: both measures use them, changing only R or the process count."""
 
 
 def targets_per_second(dataset: str, requests_per_star: int, steps: int) -> float:
     """Labelled requests trained per second by one process, default model and sampling otherwise."""
-    config = train.TrainingConfig.from_json(ROOT / "configs" / "train_default.json", requests_per_star=requests_per_star)
+    config = train.TrainingConfig.from_json(DEFAULT_CONFIG, requests_per_star=requests_per_star)
     tokenizer = StarTokenizer.from_pretrained(str(train.DEFAULT_VOCABULARY))
     tokenizer.set_normalization(train.load_statistics(dataset))
     values, errors, _ = train.load_training_arrays(dataset, tokenizer)
@@ -52,12 +54,23 @@ def targets_per_second(dataset: str, requests_per_star: int, steps: int) -> floa
     return targets / elapsed
 
 
-def steps_per_second(dataset: str, processes: int, steps: int) -> float:
-    """Optimiser steps/s of train.py itself (per-process batch fixed), read from its log."""
+def training_rates(dataset: str, processes: int, steps: int) -> dict[str, float]:
+    """Optimiser steps/s and stars/s (all processes together) of train.py itself, per-process batch fixed, read
+    from the last window of its log."""
     with tempfile.TemporaryDirectory() as folder:
         config = Path(folder) / "config.json"
-        config.write_text(json.dumps({"log_every": steps // 2, "validation_every": 10**9, "checkpoint_every": 10**9}))
-        arguments = [str(ROOT / "train.py"), "--dataset", dataset, "--output", f"{folder}/run", "--config", str(config)]
+        settings = json.loads(DEFAULT_CONFIG.read_text())
+        settings.update(log_every=steps // 2, validation_every=10**9, checkpoint_every=10**9)
+        config.write_text(json.dumps(settings))
+        arguments = [
+            str(ROOT / "train.py"),
+            "--dataset",
+            dataset,
+            "--output",
+            f"{folder}/run",
+            "--config",
+            str(config),
+        ]
         arguments += ["--stop-at-step", str(steps)]
         if processes == 1:
             command = [sys.executable, *arguments]
@@ -66,10 +79,11 @@ def steps_per_second(dataset: str, processes: int, steps: int) -> float:
             command = [accelerate, "launch", "--multi_gpu", "--num_processes", str(processes), *arguments]
         env = {**os.environ, "ACCELERATE_USE_CPU": "1"}
         subprocess.run(command, check=True, capture_output=True, env=env)
-        records = [json.loads(line) for line in (Path(folder) / "run" / train.LOG_FILE).read_text().splitlines()]
-        rates = [r["stars_per_s"] for r in records if "stars_per_s" in r]
-        batch = train.TrainingConfig().batch_size * processes
-        return rates[-1] / batch
+        records = [
+            json.loads(line) for line in (Path(folder) / "run" / train.LOG_FILE).read_text().splitlines()
+        ]
+        stars_per_s = [r["stars_per_s"] for r in records if "stars_per_s" in r][-1]
+        return {"steps_per_s": stars_per_s / (settings["batch_size"] * processes), "stars_per_s": stars_per_s}
 
 
 def main() -> None:
@@ -77,21 +91,33 @@ def main() -> None:
     parser.add_argument("--dataset", default=str(ROOT / "data" / "apogee-gaia-xp"))
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
-    default_r = train.TrainingConfig().requests_per_star
+    default_r = json.loads(DEFAULT_CONFIG.read_text())["requests_per_star"]
     rows = []
     published = targets_per_second(args.dataset, 1, args.steps)
     ours = targets_per_second(args.dataset, default_r, args.steps)
-    rows.append({"measure": "targets_per_s", "baseline": "R=1", "baseline_value": published,
-                 "ours": f"R={default_r}", "ours_value": ours, "ratio": ours / published})
-    one = steps_per_second(args.dataset, 1, args.steps)
-    two = steps_per_second(args.dataset, 2, args.steps)
-    rows.append({"measure": "steps_per_s", "baseline": "1 process", "baseline_value": one,
-                 "ours": "2 processes", "ours_value": two, "ratio": two / one})
-    RESULTS.parent.mkdir(exist_ok=True)
-    with open(RESULTS, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    rows.append(
+        {
+            "measure": "targets_per_s",
+            "baseline": "R=1",
+            "baseline_value": published,
+            "ours": f"R={default_r}",
+            "ours_value": ours,
+            "ratio": ours / published,
+        }
+    )
+    one, two = (training_rates(args.dataset, processes, args.steps) for processes in (1, 2))
+    for measure in ("steps_per_s", "stars_per_s"):
+        rows.append(
+            {
+                "measure": measure,
+                "baseline": "1 process",
+                "baseline_value": one[measure],
+                "ours": "2 processes",
+                "ours_value": two[measure],
+                "ratio": two[measure] / one[measure],
+            }
+        )
+    write_results(RESULTS, rows)
     for row in rows:
         print({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()})
 

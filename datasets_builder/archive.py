@@ -26,34 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .constants import G_ZERO_POINT, XP_N_COEFFICIENTS, Constant
+from .constants import BP_ZERO_POINT, G_ZERO_POINT, RP_ZERO_POINT, XP_N_COEFFICIENTS
 from .crossmatch import join_rows, match_by_source_id, missing_value
 from .gaia_archive import BANDS, GAIA_SOURCE_COLUMNS, read_gaia_table, read_gaia_xp
 
-__all__ = ["archive_rows", "g_band_flux", "iter_archive_rows"]
+__all__ = ["archive_rows", "fill_missing_columns", "g_band_flux", "iter_archive_rows", "read_gaia_source"]
 
 SOURCE = "gaia_dr3_xp_continuous"
 """Provenance string written to the ``source`` column."""
-
-BP_ZERO_POINT = Constant(
-    symbol="ZP_BP",
-    name="Gaia (E)DR3 G_BP photometric zero point (VEGAMAG)",
-    value=25.3385422158,
-    unit="mag",
-    uncertainty=0.0027901700,
-    reference="Riello et al. 2021, A&A 649, A3 (Gaia EDR3 photometric zero points, VEGAMAG; unchanged in DR3)",
-)
-"""Its uncertainty is the calibration floor added in quadrature to each star's G_BP error."""
-
-RP_ZERO_POINT = Constant(
-    symbol="ZP_RP",
-    name="Gaia (E)DR3 G_RP photometric zero point (VEGAMAG)",
-    value=24.7478955012,
-    unit="mag",
-    uncertainty=0.0037793818,
-    reference="Riello et al. 2021, A&A 649, A3 (Gaia EDR3 photometric zero points, VEGAMAG; unchanged in DR3)",
-)
-"""Its uncertainty is the calibration floor added in quadrature to each star's G_RP error."""
 
 _MAG_PER_LN_FLUX = 2.5 / np.log(10.0)
 """d(mag)/d(ln flux): a relative flux error e gives a magnitude error 1.0857 e (derived: m = -2.5 log10 f)."""
@@ -177,8 +157,9 @@ def archive_rows(xp, phot_g_mean_mag: np.ndarray | None = None):
     return rows
 
 
-def _read_gaia_source(path: str):
-    """A ``gaia_source`` side table: ``source_id`` plus the `GAIA_SOURCE_COLUMNS` it has, as float64."""
+def read_gaia_source(path: str | Path):
+    """A ``gaia_source`` export (``source_id``, ``phot_g_mean_mag``, optionally BP/RP magnitudes and flux over
+    error, positions) as a side table: ``source_id`` plus the `GAIA_SOURCE_COLUMNS` it has, as float64."""
     from astropy.table import Table
 
     raw = read_gaia_table(path)
@@ -191,7 +172,7 @@ def _read_gaia_source(path: str):
     return table
 
 
-def _fill_from(xp, other, ids: np.ndarray, names: tuple[str, ...]) -> None:
+def fill_missing_columns(xp, other, ids: np.ndarray, names: tuple[str, ...]) -> None:
     """Fill NaN (or absent) columns ``names`` of ``xp`` in place from ``other`` rows matched on ``ids``."""
     index = match_by_source_id(xp["source_id"], ids)
     hit = index >= 0
@@ -289,7 +270,7 @@ def iter_archive_rows(
         labels = _stack(list(iter_allstar_rows(apogee_path, counts=apogee_counts)))
         labels, apogee_counts["duplicate_source_id"] = deduplicate_source_ids(labels)
         counts.update({f"apogee_{key}": value for key, value in apogee_counts.items()})
-    gaia_source = _read_gaia_source(gaia_source_path) if gaia_source_path is not None else None
+    gaia_source = read_gaia_source(gaia_source_path) if gaia_source_path is not None else None
 
     def converted() -> Iterator:
         seen: set[int] = set()
@@ -301,9 +282,9 @@ def iter_archive_rows(
             xp = xp[new]
             seen.update(xp["source_id"].tolist())
             if gaia_source is not None:
-                _fill_from(xp, gaia_source, gaia_source["source_id"], GAIA_SOURCE_COLUMNS)
+                fill_missing_columns(xp, gaia_source, gaia_source["source_id"], GAIA_SOURCE_COLUMNS)
             if labels is not None:
-                _fill_from(xp, labels, labels["gaia_dr3_source_id"], ("phot_g_mean_mag",))
+                fill_missing_columns(xp, labels, labels["gaia_dr3_source_id"], ("phot_g_mean_mag",))
             if "phot_g_mean_mag" not in xp.colnames:
                 if gaia_source is None and labels is None:
                     raise ValueError(

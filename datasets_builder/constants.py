@@ -10,7 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "BP_ZERO_POINT",
     "G_ZERO_POINT",
+    "RP_ZERO_POINT",
     "XP_COEFFICIENT_ERROR_PROFILE",
     "XP_COEFFICIENT_SCALE",
     "XP_N_COEFFICIENTS",
@@ -47,15 +49,26 @@ class Constant:
     reference: str
 
 
-G_ZERO_POINT = Constant(
-    symbol="ZP_G",
-    name="Gaia (E)DR3 G-band photometric zero point (VEGAMAG)",
-    value=25.6873668671,
-    unit="mag",
-    uncertainty=0.0027553202,
-    reference="Riello et al. 2021, A&A 649, A3 (Gaia EDR3 photometric zero points, VEGAMAG; unchanged in DR3)",
-)
+def _gaia_zero_point(band: str, value: float, uncertainty: float) -> Constant:
+    """A Gaia (E)DR3 VEGAMAG photometric zero point of Riello et al. 2021 (Table 2; unchanged in DR3)."""
+    return Constant(
+        symbol=f"ZP_{band}",
+        name=f"Gaia (E)DR3 {band}-band photometric zero point (VEGAMAG)",
+        value=value,
+        unit="mag",
+        uncertainty=uncertainty,
+        reference="Riello et al. 2021, A&A 649, A3 (Gaia EDR3 photometric zero points, VEGAMAG; unchanged in DR3)",
+    )
+
+
+G_ZERO_POINT = _gaia_zero_point("G", 25.6873668671, 0.0027553202)
 """A star of magnitude G has G-band flux ``10**((ZP_G - G) / 2.5)`` in e-/s: the unit of the XP coefficients."""
+
+BP_ZERO_POINT = _gaia_zero_point("BP", 25.3385422158, 0.0027901700)
+"""Its uncertainty is the calibration floor added in quadrature to each star's G_BP error."""
+
+RP_ZERO_POINT = _gaia_zero_point("RP", 24.7478955012, 0.0037793818)
+"""Its uncertainty is the calibration floor added in quadrature to each star's G_RP error."""
 
 XP_N_COEFFICIENTS = 55
 """Number of Gaia DR3 XP continuous coefficients per band (BP and RP each).

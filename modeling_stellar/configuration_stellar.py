@@ -125,7 +125,9 @@ class StellarConfig(PreTrainedConfig):
     def validate_architecture(self) -> None:
         """Raise ``ValueError`` naming the first field that cannot describe a model."""
         if self.vocab_size < 2:
-            raise ValueError(f"StellarConfig.vocab_size must be >= 2 (padding + one name), got {self.vocab_size}")
+            raise ValueError(
+                f"StellarConfig.vocab_size must be >= 2 (padding + one name), got {self.vocab_size}"
+            )
         for name in ("context_length", "d_model"):
             if getattr(self, name) < 1:
                 raise ValueError(f"StellarConfig.{name} must be positive, got {getattr(self, name)}")
@@ -157,4 +159,6 @@ class StellarConfig(PreTrainedConfig):
         if self.layer_norm_eps <= 0:
             raise ValueError(f"StellarConfig.layer_norm_eps must be positive, got {self.layer_norm_eps}")
         if self.initializer_range <= 0:
-            raise ValueError(f"StellarConfig.initializer_range must be positive, got {self.initializer_range}")
+            raise ValueError(
+                f"StellarConfig.initializer_range must be positive, got {self.initializer_range}"
+            )

@@ -123,7 +123,9 @@ class StellarAttention(nn.Module):
         batch, length, _ = x.shape
         return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)  # (batch, heads, len, hd)
 
-    def forward(self, queries: torch.Tensor, keys_values: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, queries: torch.Tensor, keys_values: torch.Tensor, key_mask: torch.Tensor
+    ) -> torch.Tensor:
         """queries (batch, Q, d), keys_values (batch, K, d), key_mask (batch, K) bool True = attend."""
         batch = queries.shape[0]
         keys, values = self.k_proj(keys_values), self.v_proj(keys_values)
@@ -163,7 +165,9 @@ class StellarBlock(nn.Module):
         self.feed_forward_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, queries: torch.Tensor, keys_values: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, queries: torch.Tensor, keys_values: torch.Tensor, key_mask: torch.Tensor
+    ) -> torch.Tensor:
         if self.norm_first:
             normed = self.attention_norm(queries)
             context = normed if keys_values is queries else keys_values
@@ -212,7 +216,9 @@ class StellarModel(StellarPreTrainedModel):
             StellarBlock(config, heads, ffn)
             for heads, ffn in zip(config.encoder_attention_heads, config.encoder_ffn_dims, strict=True)
         )
-        self.encoder_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.norm_first else None
+        self.encoder_norm = (
+            nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.norm_first else None
+        )
         self.decoder = nn.ModuleList(
             StellarBlock(config, heads, ffn)
             for heads, ffn in zip(config.decoder_attention_heads, config.decoder_ffn_dims, strict=True)
@@ -237,7 +243,9 @@ class StellarModel(StellarPreTrainedModel):
                 ``input_ids != 0``.
         """
         if input_ids.shape != input_values.shape:
-            raise ValueError(f"input_ids {tuple(input_ids.shape)} and input_values {tuple(input_values.shape)} differ")
+            raise ValueError(
+                f"input_ids {tuple(input_ids.shape)} and input_values {tuple(input_values.shape)} differ"
+            )
         if input_ids.shape[1] > self.config.context_length:
             raise ValueError(
                 f"{input_ids.shape[1]} input tokens exceed context_length={self.config.context_length}"
@@ -275,7 +283,9 @@ class StellarModel(StellarPreTrainedModel):
         """Encode (batch, L) tokens and decode (batch, R) requests; see `encode` and `decode`."""
         encoded = self.encode(input_ids, input_values, attention_mask)
         decoded = self.decode(encoded, request_ids)
-        output = StellarModelOutput(last_hidden_state=decoded, encoder_last_hidden_state=encoded.last_hidden_state)
+        output = StellarModelOutput(
+            last_hidden_state=decoded, encoder_last_hidden_state=encoded.last_hidden_state
+        )
         return output if return_dict is not False else output.to_tuple()
 
 
@@ -291,7 +301,11 @@ class StellarForObservationPrediction(StellarPreTrainedModel):
         layers: list[nn.Module] = []
         width = config.d_model
         for hidden in config.head_hidden_dims:
-            layers += [nn.Linear(width, hidden), _ACTIVATIONS[config.activation_function](), nn.Dropout(config.dropout)]
+            layers += [
+                nn.Linear(width, hidden),
+                _ACTIVATIONS[config.activation_function](),
+                nn.Dropout(config.dropout),
+            ]
             width = hidden
         self.head = nn.Sequential(*layers)
         self.mean_head = nn.Linear(width, 1)

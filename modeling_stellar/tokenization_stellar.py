@@ -256,8 +256,12 @@ class StarTokenizer(FeatureExtractionMixin):
         valid = np.take_along_axis(keep, order, axis=1)
         return {
             "input_ids": np.where(valid, order, 0).astype(np.int64),
-            "input_values": np.where(valid, np.take_along_axis(values, order, axis=1), 0.0).astype(np.float32),
-            "input_errors": np.where(valid, np.take_along_axis(errors, order, axis=1), 0.0).astype(np.float32),
+            "input_values": np.where(valid, np.take_along_axis(values, order, axis=1), 0.0).astype(
+                np.float32
+            ),
+            "input_errors": np.where(valid, np.take_along_axis(errors, order, axis=1), 0.0).astype(
+                np.float32
+            ),
             "attention_mask": valid.astype(np.int64),
         }
 
@@ -299,7 +303,9 @@ class StarTokenizer(FeatureExtractionMixin):
             has none; such requests are left out of the loss).
         """
         values, errors = self.to_arrays(stars, input_names=input_names, ignore_unknown=ignore_unknown)
-        return self.encode_arrays(values, errors, requests, return_labels=return_labels, return_tensors=return_tensors)
+        return self.encode_arrays(
+            values, errors, requests, return_labels=return_labels, return_tensors=return_tensors
+        )
 
     def encode_arrays(
         self,
@@ -321,7 +327,9 @@ class StarTokenizer(FeatureExtractionMixin):
             keep[:, 0] = False
             data["request_ids"] = request_ids
             if return_labels:
-                data["labels"] = np.where(request_ids > 0, values[rows, request_ids], np.nan).astype(np.float32)
+                data["labels"] = np.where(request_ids > 0, values[rows, request_ids], np.nan).astype(
+                    np.float32
+                )
                 data["label_errors"] = errors[rows, request_ids].astype(np.float32)
         elif return_labels:
             raise ValueError("return_labels=True needs requests")
@@ -378,7 +386,9 @@ def _columns_of(stars: Any) -> tuple[int, dict[str, Any]]:
     if isinstance(stars, Sequence) and not isinstance(stars, str):
         for i, star in enumerate(stars):
             if not isinstance(star, Mapping):
-                raise ValueError(f"star {i}: expected a mapping of observation name -> value, got {type(star).__name__}")
+                raise ValueError(
+                    f"star {i}: expected a mapping of observation name -> value, got {type(star).__name__}"
+                )
         names = list(dict.fromkeys(k for star in stars for k in star))
         return len(stars), {str(n): [star.get(n, math.nan) for star in stars] for n in names}
     raise ValueError(
@@ -397,7 +407,9 @@ def _float_column(column: Any, name: str, unit: str) -> np.ndarray:
     """A float64 copy of one column; masked or missing entries become NaN, a wrong unit or text raises."""
     column_unit = getattr(column, "unit", None)
     if column_unit is not None and str(column_unit) not in (unit, ""):
-        raise ValueError(f"observation {name!r}: column unit {str(column_unit)!r}, but the vocabulary needs {unit!r}")
+        raise ValueError(
+            f"observation {name!r}: column unit {str(column_unit)!r}, but the vocabulary needs {unit!r}"
+        )
     mask = np.ma.getmaskarray(column) if np.ma.isMaskedArray(column) or hasattr(column, "mask") else None
     data = np.asarray(getattr(column, "value", column))
     try:

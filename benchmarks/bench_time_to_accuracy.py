@@ -28,6 +28,21 @@ RESULTS = RESULTS_DIR / "time_to_accuracy.csv"
 XGBOOST_ANCHOR = {"teff": 68.7, "logg": 0.206, "fe_h": 0.120}
 
 
+def headline_test_scatter(
+    model: StellarForObservationPrediction, tokenizer: StarTokenizer, test: dict
+) -> dict:
+    """``mad_std(truth - prediction)`` of Teff [K], log g and [Fe/H] [dex] on the test split (``test``: its columns
+    as numpy arrays) from the headline inputs, and each over XGBoost's anchor."""
+    values, errors = tokenizer.to_arrays(test, ignore_unknown=True)
+    shown = mask_to_inputs(tokenizer, values, train.HEADLINE_INPUTS)
+    mean, _, _ = predict_arrays(model.eval(), tokenizer, shown, errors, train.VALIDATION_REQUESTS)
+    row = {}
+    for j, name in enumerate(train.VALIDATION_REQUESTS):
+        row[name] = round(train.robust_scatter(np.asarray(test[name], dtype=float), mean[:, j]), 4)
+        row[f"{name}_over_xgboost"] = round(row[name] / XGBOOST_ANCHOR[name], 3)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", required=True, help="train.py output folder with checkpoints/ and its log")
@@ -37,8 +52,6 @@ def main() -> None:
     tokenizer = StarTokenizer.from_pretrained(run)
     config = StellarConfig.from_pretrained(run)
     test = load_dataset(args.dataset, split="test").with_format("numpy")[:]
-    values, errors = tokenizer.to_arrays(test, ignore_unknown=True)
-    shown = mask_to_inputs(tokenizer, values, train.HEADLINE_INPUTS)
     minutes = {}
     for line in (run / train.LOG_FILE).read_text().splitlines():
         record = json.loads(line)
@@ -49,13 +62,9 @@ def main() -> None:
         step = int(checkpoint.name.split("_")[1])
         model = StellarForObservationPrediction(config)
         model.load_state_dict(load_file(checkpoint / "model.safetensors"))
-        mean, _, _ = predict_arrays(model.eval(), tokenizer, shown, errors, train.VALIDATION_REQUESTS)
         row = {"step": step, "minutes": round(minutes.get(step, np.nan), 2)}
-        for j, name in enumerate(train.VALIDATION_REQUESTS):
-            row[name] = round(train.robust_scatter(np.asarray(test[name], dtype=float), mean[:, j]), 4)
-            row[f"{name}_over_xgboost"] = round(row[name] / XGBOOST_ANCHOR[name], 3)
-        rows.append(row)
-        print(row, flush=True)
+        rows.append({**row, **headline_test_scatter(model, tokenizer, test)})
+        print(rows[-1], flush=True)
     write_results(RESULTS, rows)
 
 

@@ -727,8 +727,7 @@ def build_dataset(
     output = Path(output).absolute()
     if shard_rows < 1 or shard_bytes < 1:
         raise ValueError(f"shard_rows and shard_bytes must be >= 1, got {shard_rows} and {shard_bytes}")
-    if not output.parent.is_dir():
-        raise FileNotFoundError(f"parent folder of {output} does not exist")
+    output.parent.mkdir(parents=True, exist_ok=True)  # e.g. data/ on a fresh clone
     test_ids = read_test_ids(test_split)
     fingerprint, inputs = _fingerprint(source, test_ids, shard_rows, shard_bytes)
 

@@ -262,12 +262,13 @@ def test_bad_input_writes_nothing(tmp_path, test_split, capsys):
 
 
 def test_cli_prints_a_summary(tmp_path, test_split, capsys):
-    output = tmp_path / "cli"
+    output = tmp_path / "clone" / "data" / "cli"  # parents missing, as data/ is on a fresh clone
     argv = ["build", "--output", str(output), "--max-rows", "300", "--test-split", str(test_split)]
     assert main([*argv, "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert re.search(r"rows read\s+300", printed) and re.search(r"dropped: duplicate_source_id\s+0", printed)
     assert re.search(r"train\s+\d+ rows in 1 shard", printed)
+    assert (output / "meta" / "info.json").is_file()
 
 
 def test_archive_files_build_a_dataset(tmp_path, test_split, shared_dir, monkeypatch):

@@ -234,3 +234,18 @@ def test_dataset_without_needed_columns_is_refused(tmp_path, tiny_config):
     (folder / "meta" / "stats.json").write_text(json.dumps({"teff": {"center": 4500.0, "scale": 500.0}}))
     result = _run(folder, tmp_path / "run", tiny_config, "--stop-at-step", "1")
     assert result.returncode != 0 and "lacks the columns training needs" in result.stderr
+
+
+def test_train_fraction_trains_on_a_seeded_share_of_the_train_stars(tiny_dataset, tmp_path):
+    epochs = {}
+    for fraction in (1.0, 0.5):
+        config = tmp_path / f"fraction_{fraction}.json"
+        config.write_text(json.dumps({**TINY_TRAINING, "train_fraction": fraction}))
+        result = _run(tiny_dataset, tmp_path / f"run_{fraction}", config, "--stop-at-step", "2")
+        assert result.returncode == 0, result.stderr[-2000:]
+        records = [json.loads(line) for line in (tmp_path / f"run_{fraction}" / train.LOG_FILE).open()]
+        epochs[fraction] = next(r["epoch"] for r in records if r.get("step") == 2 and "epoch" in r)
+    # half the stars: an epoch has half the steps, so the same step is twice as far into training
+    assert epochs[0.5] / epochs[1.0] == pytest.approx(2.0, rel=0.1)
+    with pytest.raises(ValueError, match="train_fraction"):
+        train.TrainingConfig(train_fraction=0.0)

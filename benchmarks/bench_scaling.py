@@ -3,7 +3,7 @@ narrower and a wider model, each trained by train.py for the same wall-clock min
 a complete warm-up + cosine schedule (its ``max_steps`` set from a speed probe of that variant), then scored on
 the test split from the headline inputs (`bench_time_to_accuracy.headline_test_scatter`).
 
-    python benchmarks/bench_scaling.py --dataset data/apogee-gaia-xp [--minutes 8] [--variants reference data_25pct]
+    python benchmarks/bench_scaling.py --dataset data/apogee-gaia-xp [--minutes 10] [--variants reference data_25pct]
 
 Writes benchmarks/results/scaling.csv. Runs go to ``runs/scaling/<variant>``; a finished one (it has its
 ``training_facts.json``) is scored again, not retrained, so a stopped benchmark resumes where it stopped; an
@@ -106,7 +106,7 @@ def train_variant(name: str, minutes: float, dataset: str) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default=str(ROOT / "data" / "apogee-gaia-xp"))
-    parser.add_argument("--minutes", type=float, default=8.0, help="wall-clock training budget per variant")
+    parser.add_argument("--minutes", type=float, default=10.0, help="wall-clock training budget per variant")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args()
     test = load_dataset(args.dataset, split="test").with_format("numpy")[:]

@@ -202,6 +202,15 @@ def sample_batch(
     return tensors
 
 
+def request_weights(tokenizer: StarTokenizer, config: TrainingConfig) -> np.ndarray:
+    """(vocab_size,) relative chance of each name being drawn as a request (`sample_batch`): 0 for padding and
+    names that are never requested, ``config.request_weights`` for the names it lists, 1 for the others."""
+    weight = np.where(tokenizer._requestable, 1.0, 0.0)
+    for name, value in config.request_weights.items():
+        weight[tokenizer.convert_names_to_ids([name])[0]] = value
+    return weight
+
+
 def xp_coefficient_order(tokenizer: StarTokenizer) -> np.ndarray:
     """(vocab_size,) order of each XP coefficient name (``bp7`` -> 7), -1 for every other name and padding."""
     order = np.full(tokenizer.vocab_size, -1)
@@ -291,9 +300,7 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
     if config.train_fraction < 1.0:
         kept = max(config.batch_size, round(config.train_fraction * len(train_index)))
         train_index = np.sort(np.random.default_rng(config.seed + 1).choice(train_index, kept, replace=False))
-    request_weight = np.where(tokenizer._requestable, 1.0, 0.0)
-    for name, weight in config.request_weights.items():
-        request_weight[tokenizer.convert_names_to_ids([name])[0]] = weight
+    request_weight = request_weights(tokenizer, config)
 
     model = StellarForObservationPrediction(config.model_config(tokenizer.vocab_size))
     optimizer = torch.optim.AdamW(

@@ -18,12 +18,10 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from bench_time_to_accuracy import headline_test_scatter
+from bench_time_to_accuracy import headline_test_arrays, headline_test_scatter
+from bench_training import time_training_steps
 from datasets import load_dataset
 
 import train
@@ -59,26 +57,6 @@ SCHEDULE_SHARE = 0.9
 """Fraction of the budget the schedule is sized for: the rest covers validation, checkpoints and start-up."""
 
 
-def probe_steps_per_second(config: train.TrainingConfig, dataset: str) -> float:
-    """Optimiser steps/s of one process with these settings: sampling, forward, backward and AdamW."""
-    tokenizer = StarTokenizer.from_pretrained(str(train.DEFAULT_VOCABULARY))
-    tokenizer.set_normalization(train.load_statistics(dataset))
-    values, errors, _ = train.load_training_arrays(dataset, tokenizer)
-    weight = np.where(tokenizer._requestable, 1.0, 0.0)
-    model = StellarForObservationPrediction(config.model_config(tokenizer.vocab_size)).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
-    rng = np.random.default_rng(0)
-    for step in range(PROBE_STEPS + 2):
-        if step == 2:  # two warm-up steps
-            started = time.perf_counter()
-        index = rng.choice(len(values), config.batch_size, replace=False)
-        batch = train.sample_batch(tokenizer, values[index], errors[index], weight, config, rng)
-        model(**batch).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    return PROBE_STEPS / (time.perf_counter() - started)
-
-
 def train_variant(name: str, minutes: float, dataset: str) -> Path:
     """Train one variant for ``minutes`` (unless already finished); its run folder."""
     run = ROOT / "runs" / "scaling" / name
@@ -86,7 +64,8 @@ def train_variant(name: str, minutes: float, dataset: str) -> Path:
         return run
     shutil.rmtree(run, ignore_errors=True)
     settings = {**json.loads(DEFAULT_CONFIG.read_text()), **VARIANTS[name]}
-    rate = probe_steps_per_second(train.TrainingConfig.from_json(DEFAULT_CONFIG, **VARIANTS[name]), dataset)
+    variant = train.TrainingConfig.from_json(DEFAULT_CONFIG, **VARIANTS[name])
+    rate = time_training_steps(variant, dataset, PROBE_STEPS)["steps_per_s"]
     settings.update(
         max_steps=int(rate * minutes * 60 * SCHEDULE_SHARE),
         warmup_steps=min(settings["warmup_steps"], int(rate * minutes * 6)),
@@ -122,7 +101,7 @@ def main() -> None:
             "train_fraction": facts["training"]["train_fraction"],
             "steps": facts["steps"],
             "minutes": round(facts["train_minutes"], 2),
-            **headline_test_scatter(model, tokenizer, test),
+            **headline_test_scatter(model, tokenizer, headline_test_arrays(tokenizer, test)),
         }
         rows.append(row)
         print(row, flush=True)

@@ -28,21 +28,31 @@ RESULTS = RESULTS_DIR / "time_to_accuracy.csv"
 XGBOOST_ANCHOR = {"teff": 68.7, "logg": 0.206, "fe_h": 0.120}
 
 
-def headline_test_scatter(
-    model: StellarForObservationPrediction, tokenizer: StarTokenizer, test: dict
-) -> dict:
-    """``mad_std(truth - prediction)`` of Teff [K], log g and [Fe/H] [dex] from the headline inputs, and each over
-    XGBoost's anchor, on the test-split stars (``test``: its columns as numpy arrays) that have all three labels:
-    the anchor's stars (3,516 of 3,985; the others, mostly hot stars without an APOGEE [Fe/H], have a Teff scatter
-    several times larger, so scoring Teff on all stars would not compare with the anchor)."""
+def headline_test_arrays(tokenizer: StarTokenizer, test: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The test-split stars (``test``: its columns as numpy arrays) that have all three labels: the anchor's stars
+    (3,516 of 3,985; the others, mostly hot stars without an APOGEE [Fe/H], have a Teff scatter several times
+    larger, so scoring Teff on all stars would not compare with the anchor). Returns their standardised values
+    restricted to the headline inputs, their errors, and the (n, 3) physical labels."""
     truth = np.stack([np.asarray(test[name], dtype=float) for name in train.VALIDATION_REQUESTS], axis=1)
     labelled = np.isfinite(truth).all(axis=1)
     values, errors = tokenizer.to_arrays(test, ignore_unknown=True)
-    shown = mask_to_inputs(tokenizer, values[labelled], train.HEADLINE_INPUTS)
-    mean, _, _ = predict_arrays(model.eval(), tokenizer, shown, errors[labelled], train.VALIDATION_REQUESTS)
-    row = {"test_stars": int(labelled.sum())}
+    return (
+        mask_to_inputs(tokenizer, values[labelled], train.HEADLINE_INPUTS),
+        errors[labelled],
+        truth[labelled],
+    )
+
+
+def headline_test_scatter(
+    model: StellarForObservationPrediction, tokenizer: StarTokenizer, arrays: tuple[np.ndarray, ...]
+) -> dict:
+    """``mad_std(truth - prediction)`` of Teff [K], log g and [Fe/H] [dex] on `headline_test_arrays`, and each
+    over XGBoost's anchor."""
+    shown, errors, truth = arrays
+    mean, _, _ = predict_arrays(model.eval(), tokenizer, shown, errors, train.VALIDATION_REQUESTS)
+    row = {"test_stars": len(truth)}
     for j, name in enumerate(train.VALIDATION_REQUESTS):
-        row[name] = round(train.robust_scatter(truth[labelled, j], mean[:, j]), 4)
+        row[name] = round(train.robust_scatter(truth[:, j], mean[:, j]), 4)
         row[f"{name}_over_xgboost"] = round(row[name] / XGBOOST_ANCHOR[name], 3)
     return row
 
@@ -55,7 +65,7 @@ def main() -> None:
     run = Path(args.run)
     tokenizer = StarTokenizer.from_pretrained(run)
     config = StellarConfig.from_pretrained(run)
-    test = load_dataset(args.dataset, split="test").with_format("numpy")[:]
+    arrays = headline_test_arrays(tokenizer, load_dataset(args.dataset, split="test").with_format("numpy")[:])
     minutes = {}
     for line in (run / train.LOG_FILE).read_text().splitlines():
         record = json.loads(line)
@@ -67,7 +77,7 @@ def main() -> None:
         model = StellarForObservationPrediction(config)
         model.load_state_dict(load_file(checkpoint / "model.safetensors"))
         row = {"step": step, "minutes": round(minutes.get(step, np.nan), 2)}
-        rows.append({**row, **headline_test_scatter(model, tokenizer, test)})
+        rows.append({**row, **headline_test_scatter(model, tokenizer, arrays)})
         print(rows[-1], flush=True)
     write_results(RESULTS, rows)
 

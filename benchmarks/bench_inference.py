@@ -23,11 +23,13 @@ import time
 import numpy as np
 import torch
 
+from datasets_builder import load_stats
 from modeling_stellar import StarTokenizer, StellarConfig, StellarForObservationPrediction
 from results_table import RESULTS_DIR, write_results
 from stellar_tasks.inference import mask_to_inputs, predict_arrays
+from stellar_tasks.inputs import HEADLINE_INPUTS, LABELS
 from stellar_tasks.metrics import score
-from train import DEFAULT_VOCABULARY, HEADLINE_INPUTS, VALIDATION_REQUESTS, load_statistics
+from stellar_tasks.training import DEFAULT_VOCABULARY
 
 RESULTS = RESULTS_DIR / "inference.csv"
 PUBLISHED_SCATTER = {"teff": 47.17, "logg": 0.11, "fe_h": 0.07}
@@ -40,7 +42,7 @@ def split_arrays(dataset: str, split: str, tokenizer: StarTokenizer) -> tuple[np
 
     table = load_dataset(dataset, split=split).with_format("numpy")[:]
     values, errors = tokenizer.to_arrays(table, ignore_unknown=True)
-    labels = tokenizer.convert_names_to_ids(VALIDATION_REQUESTS)
+    labels = tokenizer.convert_names_to_ids(LABELS)
     shown = mask_to_inputs(tokenizer, values, HEADLINE_INPUTS)
     shown[:, labels] = values[:, labels]  # kept for the truth; predict_arrays hides requested names
     return shown, errors
@@ -62,9 +64,7 @@ def median_rate(run, n_stars: int, repeats: int) -> float:
 
 
 def scatter(truth: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
-    return {
-        name: score(truth[:, j], prediction[:, j])["scatter"] for j, name in enumerate(VALIDATION_REQUESTS)
-    }
+    return {name: score(truth[:, j], prediction[:, j])["scatter"] for j, name in enumerate(LABELS)}
 
 
 def main() -> None:
@@ -87,7 +87,7 @@ def main() -> None:
         tokenizer = StarTokenizer.from_pretrained(args.model)
     else:
         tokenizer = StarTokenizer.from_pretrained(str(DEFAULT_VOCABULARY))
-        tokenizer.set_normalization(load_statistics(args.dataset))
+        tokenizer.set_normalization(load_stats(args.dataset))
         torch.manual_seed(0)
         ours = StellarForObservationPrediction(StellarConfig(vocab_size=tokenizer.vocab_size)).eval()
     torch.manual_seed(0)
@@ -96,7 +96,7 @@ def main() -> None:
     ).eval()
 
     test, test_errors = split_arrays(args.dataset, "test", tokenizer)
-    truth = physical(tokenizer, test, VALIDATION_REQUESTS)
+    truth = physical(tokenizer, test, LABELS)
     labelled = np.isfinite(truth).all(axis=1)
     test, test_errors, truth = test[labelled], test_errors[labelled], truth[labelled]
     timed = np.resize(np.arange(len(test)), args.stars)  # repeats test stars when the split is smaller
@@ -109,16 +109,12 @@ def main() -> None:
     ):
 
         def run(model=model):
-            return predict_arrays(
-                model, tokenizer, test[timed], test_errors[timed], VALIDATION_REQUESTS, args.batch_size
-            )
+            return predict_arrays(model, tokenizer, test[timed], test_errors[timed], LABELS, args.batch_size)
 
         rate = median_rate(run, args.stars, args.repeats)
-        accuracy, source = {k: float("nan") for k in VALIDATION_REQUESTS}, "not measured (random weights)"
+        accuracy, source = {k: float("nan") for k in LABELS}, "not measured (random weights)"
         if model is ours and args.model:
-            mean, _, _ = predict_arrays(
-                model, tokenizer, test, test_errors, VALIDATION_REQUESTS, args.batch_size
-            )
+            mean, _, _ = predict_arrays(model, tokenizer, test, test_errors, LABELS, args.batch_size)
             accuracy, source = scatter(truth, mean), "test split, this run"
         if model is published:
             accuracy, source = PUBLISHED_SCATTER, "paper (Leung & Bovy 2023)"
@@ -135,7 +131,7 @@ def main() -> None:
     import xgboost
 
     train, _ = split_arrays(args.dataset, "train", tokenizer)
-    train_truth = physical(tokenizer, train, VALIDATION_REQUESTS)
+    train_truth = physical(tokenizer, train, LABELS)
     train = train[np.isfinite(train_truth).all(axis=1)]
     train_truth = train_truth[np.isfinite(train_truth).all(axis=1)]
     started = time.perf_counter()
@@ -157,7 +153,7 @@ def main() -> None:
         row["ratio_to_published"] = round(row["stars_per_s"] / published_rate, 2)
         row["ratio_to_xgboost"] = round(row["stars_per_s"] / xgboost_rate, 2)
         row["stars_per_s"] = round(row["stars_per_s"], 1)
-        row.update({k: round(row[k], 4) for k in VALIDATION_REQUESTS})
+        row.update({k: round(row[k], 4) for k in LABELS})
         row["threads"] = torch.get_num_threads()
         row["test_stars"] = len(test)
         print(row)

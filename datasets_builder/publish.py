@@ -16,39 +16,36 @@ the card's ``data_files`` globs never pick up stale files.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
-CARD_FILENAME = "README.md"
-DATA_DIR = "data"
-META_DIR = "meta"
-REQUIRED_META_FILES = ("info.json",)
-"""Files that must exist under ``meta/``; every ``*.json`` there must parse."""
+from .atomic import TEMPORARY_SUFFIX
+from .layout import CARD_PATH, DATA_DIR, INFO_PATH, META_DIR
 
-UPLOADED_PATTERNS = [CARD_FILENAME, f"{DATA_DIR}/*", f"{META_DIR}/*"]
+REQUIRED_FILES = (INFO_PATH,)
+"""Metadata files that must exist (layout paths); every ``meta/*.json`` must parse."""
+
+UPLOADED_PATTERNS = [CARD_PATH, f"{DATA_DIR}/*", f"{META_DIR}/*"]
 """What is uploaded (``fnmatch`` patterns, ``*`` crossing ``/``); anything else in the folder stays local."""
 
 REPLACED_PATTERNS = [f"{DATA_DIR}/*", f"{META_DIR}/*"]
 """Remote files deleted before the upload unless re-uploaded: stale shards of an earlier build."""
 
-UNFINISHED_PATTERNS = ("*.tmp", "*.partial", "*.incomplete")
+UNFINISHED_PATTERNS = (f"*{TEMPORARY_SUFFIX}", "*.partial", "*.incomplete")
 """Names of files still being written (the build writes to a temporary name, then renames)."""
-
-_FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", re.DOTALL)
 
 
 def _card_configs(readme: Path, problems: list[str]) -> list[dict]:
     """The ``configs`` list of the card's YAML front matter; problems are appended, never raised."""
     import yaml
+    from huggingface_hub import metadata_load
 
-    match = _FRONT_MATTER.match(readme.read_text(encoding="utf-8"))
-    if match is None:
-        problems.append(f"{readme}: no YAML front matter (a block between '---' lines at the top)")
-        return []
     try:
-        metadata = yaml.safe_load(match.group(1)) or {}
-    except yaml.YAMLError as exc:
+        metadata = metadata_load(readme)
+    except (yaml.YAMLError, ValueError) as exc:
         problems.append(f"{readme}: YAML front matter does not parse: {exc}")
+        return []
+    if metadata is None:
+        problems.append(f"{readme}: no YAML front matter (a block between '---' lines at the top)")
         return []
     configs = metadata.get("configs") if isinstance(metadata, dict) else None
     if not isinstance(configs, list) or not configs:
@@ -99,7 +96,7 @@ def validate_dataset_folder(dataset_dir: str | Path) -> list[str]:
         raise ValueError(f"{root}: not a dataset folder (no such directory)")
     problems: list[str] = []
 
-    readme = root / CARD_FILENAME
+    readme = root / CARD_PATH
     configs = _card_configs(readme, problems) if readme.is_file() else []
     if not readme.is_file():
         problems.append(f"{readme}: missing dataset card")
@@ -142,7 +139,7 @@ def validate_dataset_folder(dataset_dir: str | Path) -> list[str]:
             )
 
     meta = root / META_DIR
-    problems.extend(f"{meta / name}: missing" for name in REQUIRED_META_FILES if not (meta / name).is_file())
+    problems.extend(f"{root / name}: missing" for name in REQUIRED_FILES if not (root / name).is_file())
     for path in sorted(meta.glob("*.json")) if meta.is_dir() else []:
         try:
             json.loads(path.read_text(encoding="utf-8"))

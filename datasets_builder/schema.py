@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .constants import G_ZERO_POINT, XP_N_COEFFICIENTS
+from .xp import XP_BANDS, xp_name
 
 __all__ = ["FEATURES", "OBSERVATIONS", "Feature", "error_name", "observation_names"]
 
@@ -48,12 +49,12 @@ _G_FLUX = f"the G-band flux 10**(({G_ZERO_POINT.value} - G)/2.5)"
 OBSERVATIONS: tuple[Feature, ...] = (
     *(
         Feature(
-            f"{band}{i}",
+            xp_name(band, i),
             "float32",
             "",
             f"Gaia DR3 XP {band.upper()} continuous coefficient {i} divided by {_G_FLUX}",
         )
-        for band in ("bp", "rp")
+        for band in XP_BANDS
         for i in range(XP_N_COEFFICIENTS)
     ),
     Feature("bprp", "float32", "mag", "Gaia DR3 G_BP - G_RP colour"),

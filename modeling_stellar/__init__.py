@@ -17,9 +17,10 @@ from .modeling_stellar import (
     gaussian_nll,
 )
 from .pipeline_stellar import StellarParameterPipeline
-from .tokenization_stellar import StarTokenizer
+from .tokenization_stellar import StarInputError, StarTokenizer
 
 __all__ = [
+    "StarInputError",
     "StarTokenizer",
     "StellarConfig",
     "StellarForObservationPrediction",

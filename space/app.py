@@ -11,7 +11,7 @@ Settings (environment):
     GRADIO_SERVER_NAME, GRADIO_SERVER_PORT: where to serve (Gradio's own variables).
 
 Spectra: the 110 XP coefficients, which the dataset stores divided by the G-band flux, are multiplied by that flux
-(when G is known) and sampled with gaiaxpy's calibration design matrix (`datasets_builder.xp_basis.design_matrix`,
+(when G is known) and sampled with gaiaxpy's calibration design matrix (`datasets_builder.xp.sampled_flux`,
 343 wavelengths, 336-1020 nm); without G the spectrum is shown in units of the G-band flux.
 """
 
@@ -27,16 +27,15 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the non-interactive backend
 
-from datasets_builder.archive import archive_rows, g_band_flux  # noqa: E402
-from datasets_builder.constants import XP_N_COEFFICIENTS, XP_SAMPLING_NM  # noqa: E402
+from datasets_builder.archive import archive_rows  # noqa: E402
+from datasets_builder.constants import XP_SAMPLING_NM  # noqa: E402
 from datasets_builder.gaia_archive import read_gaia_xp  # noqa: E402
-from datasets_builder.xp_basis import design_matrix  # noqa: E402
+from datasets_builder.xp import XP_NAMES, design_matrix, sampled_flux  # noqa: E402
 
 MODEL = os.environ.get("STELLAR_MODEL", "stellar-foundation/stellar-foundation-apogee-xp")
 DATASET = os.environ.get("STELLAR_DATASET", "stellar-foundation/apogee-gaia-xp")
 PARAMETERS = {"teff": ("Teff", "{:.0f}"), "logg": ("log g", "{:.2f}"), "fe_h": ("[Fe/H]", "{:.2f}")}
 """Requested names -> (label, number format)."""
-XP_NAMES = [f"{band}{i}" for band in ("bp", "rp") for i in range(XP_N_COEFFICIENTS)]
 N_EXAMPLES = 50
 """Test stars offered in the menu."""
 KIEL_POINTS = 20_000
@@ -119,8 +118,7 @@ def star_from_xp_file(path: str, phot_g_mean_mag: float | None) -> dict[str, flo
 def spectrum(coefficients: dict[str, float], phot_g_mean_mag: float | None) -> np.ndarray:
     """Flux on `XP_SAMPLING_NM` of normalised coefficients (missing ones as 0, i.e. truncated), times the G flux."""
     vector = np.nan_to_num(np.array([coefficients.get(name, np.nan) for name in XP_NAMES], dtype=float))
-    scale = g_band_flux(np.array([phot_g_mean_mag]))[0] if phot_g_mean_mag else 1.0
-    return design_matrix() @ (vector * scale)
+    return sampled_flux(vector[None, :], np.array([phot_g_mean_mag]) if phot_g_mean_mag else None)[0]
 
 
 PLAIN_TEXT = {"text.usetex": False}

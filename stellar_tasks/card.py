@@ -1,28 +1,36 @@
 """The Hub model card, rendered from measured results: never typed by hand.
 
-`render_model_card` fills the repository's ``model_card.md`` (a Jinja2 template, rendered by
+`render_model_card` fills the package's ``templates/model_card.md`` (a Jinja2 template, rendered by
 ``huggingface_hub.ModelCard.from_template``) with the model folder's ``config.json`` and ``training_facts.json``
 (written by ``train.py``) and the results of ``python -m stellar_tasks.report`` (``results.json``). The YAML front
 matter, ``model-index`` included, is built by ``huggingface_hub.ModelCardData`` from the same numbers.
 
-    python -m stellar_tasks.report --model MODEL --dataset DATASET --output reports --write-card
-    python -m stellar_tasks.card --model MODEL --results reports/results.json   # re-render only
+    stellar-foundation evaluate --model MODEL --dataset DATASET --output reports --write-card
+    stellar-foundation evaluate --model MODEL --results reports/results.json --write-card   # re-render only
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
 from pathlib import Path
 
-__all__ = ["TEMPLATE_PATH", "fmt", "render_model_card", "write_model_card"]
+from huggingface_hub.constants import REPOCARD_NAME
 
-TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "model_card.md"
-"""The card template at the repository root."""
+from datasets_builder.atomic import atomic_write
 
-CARD_FILENAME = "README.md"
+from .hub import PIPELINE_TASK
+
+__all__ = ["MODEL_LICENSE", "TEMPLATE_PATH", "fmt", "render_model_card", "write_model_card"]
+
+TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "model_card.md"
+"""The card template, package data (so ``--write-card`` works from an installed wheel too)."""
+
+MODEL_LICENSE = "mit"
+"""Licence of what a model folder holds, code and weights: the project's own (``pyproject.toml``, MIT). The
+training data keep theirs (Gaia: CC BY-SA 3.0 IGO; SDSS/APOGEE: public), stated on the dataset card
+(`datasets_builder.writer`), which the model card links through ``datasets:``."""
+
 DEFAULT_DATASET_ID = "stellar-foundation/apogee-gaia-xp"
 """Hub id of the training dataset, for the card's ``datasets:`` field."""
 
@@ -57,7 +65,7 @@ def _eval_results(results: dict, dataset_id: str) -> list:
         if row["method"] != "model":
             continue
         base = {
-            "task_type": "tabular-regression",
+            "task_type": PIPELINE_TASK,
             "task_name": "Stellar parameters from Gaia XP spectra and colours",
             "dataset_type": dataset_id,
             "dataset_name": "APOGEE DR17 x Gaia DR3 XP",
@@ -113,9 +121,9 @@ def render_model_card(
     repo_id = repo_id or f"stellar-foundation/{model_dir.resolve().name}"
     card_data = ModelCardData(
         model_name=repo_id.split("/")[-1],
-        license="mit",
+        license=MODEL_LICENSE,
         library_name="transformers",
-        pipeline_tag="tabular-regression",
+        pipeline_tag=PIPELINE_TASK,
         tags=TAGS,
         datasets=[dataset_id],
         eval_results=_eval_results(results, dataset_id),
@@ -154,26 +162,4 @@ def fmt(value, digits: int = 3) -> str:
 
 def write_model_card(model_dir: str | Path, results: dict, **kwargs) -> Path:
     """Render the card and write it to ``<model_dir>/README.md`` atomically (temporary file, then rename)."""
-    path = Path(model_dir) / CARD_FILENAME
-    staging = path.with_name(path.name + ".tmp")
-    staging.write_text(render_model_card(model_dir, results, **kwargs), encoding="utf-8")
-    os.replace(staging, path)
-    return path
-
-
-def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(
-        description="Render a model folder's README.md from a report's results.json."
-    )
-    parser.add_argument("--model", required=True, help="saved model folder")
-    parser.add_argument("--results", required=True, help="results.json of python -m stellar_tasks.report")
-    parser.add_argument("--repo-id", default=None, help="Hub id for the usage snippets")
-    args = parser.parse_args(argv)
-    results = json.loads(Path(args.results).read_text())
-    path = write_model_card(args.model, results, repo_id=args.repo_id)
-    print(f"model card written to {path}")
-    return path
-
-
-if __name__ == "__main__":
-    main()
+    return atomic_write(Path(model_dir) / REPOCARD_NAME, render_model_card(model_dir, results, **kwargs))

@@ -18,21 +18,27 @@ Inputs:
 from __future__ import annotations
 
 import gzip
-import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from modeling_stellar.pipeline_stellar import DEFAULT_BATCH_SIZE
+from datasets_builder.atomic import atomic_path
+from modeling_stellar import StarInputError
+from modeling_stellar.pipeline_stellar import DEFAULT_BATCH_SIZE, positive_integer
 from stellar_tasks.inference import predict_arrays
 
 __all__ = [
     "ID_COLUMNS",
+    "PRECISIONS",
     "REASON_COLUMN",
+    "archive_chunk",
     "is_gaia_xp_file",
     "iter_file_chunks",
+    "model_precision",
+    "predict_chunk",
     "predict_table",
     "write_table",
 ]
@@ -44,17 +50,30 @@ ID_COLUMNS = ("gaia_dr3_source_id", "source_id", "apogee_id")
 """Identifier columns copied from a star table to the output when present."""
 
 NO_INPUT = "nothing to read: every observation is NaN or requested"
+NOT_FINITE = "the model's answer is not finite (an input far outside its training range?)"
 NO_G = "no phot_g_mean_mag: the XP coefficients cannot be normalised (give --gaia-source)"
+
+PRECISIONS = ("float32", "bfloat16")
+"""Arithmetic of the model's pass: float32 (the weights' own) or bfloat16 under ``torch.autocast`` (matrix products
+in bfloat16: AMX / AVX-512-BF16 CPUs and GPUs; softmax and normalisations stay float32). What each one costs and
+gives is measured by ``benchmarks/bench_catalogue.py``; ``tests/test_fast_path.py`` guards bfloat16's accuracy."""
+
+DEFAULT_PRECISION = "float32"
 
 OUTPUT_FORMATS = {".parquet": "parquet", ".fits": "fits", ".fit": "fits", ".ecsv": "ascii.ecsv"}
 """Output file suffix -> astropy writer format."""
 
 _TABLE_SUFFIXES = (".parquet", ".fits", ".fit", ".fts", ".ecsv")
 _XP_ONLY_SUFFIXES = (".csv", ".vot", ".votable", ".xml")
-_STAR_PREFIX = re.compile(r"^star \d+(, |: )")
 
 
-def predict_table(predictor, table, requests: Sequence[str] | None = None, batch_size: int | None = None):
+def predict_table(
+    predictor,
+    table,
+    requests: Sequence[str] | None = None,
+    batch_size: int | None = None,
+    precision: str = DEFAULT_PRECISION,
+):
     """Predict ``requests`` for every row of a star table; rows that cannot be predicted get a reason.
 
     Parameters
@@ -68,6 +87,8 @@ def predict_table(predictor, table, requests: Sequence[str] | None = None, batch
         Names to predict; default the pipeline's (Teff, log g, metallicity).
     batch_size : int, optional, default 1024
         Stars per model pass.
+    precision : {"float32", "bfloat16"}, optional, default "float32"
+        Arithmetic of the model's pass (`PRECISIONS`); the answers are float64 either way.
 
     Returns
     -------
@@ -85,10 +106,18 @@ def predict_table(predictor, table, requests: Sequence[str] | None = None, batch
     is_pandas = hasattr(table, "iloc") and not hasattr(table, "colnames")
     stars = Table.from_pandas(table) if is_pandas else Table(table, copy=False)
     values, errors, reasons = _standardise(tokenizer, stars)
-    mean, std, usable = predict_arrays(
-        predictor.model, tokenizer, values, errors, requests, batch_size=batch_size or DEFAULT_BATCH_SIZE
-    )
+    with model_precision(precision, predictor.model.device):
+        mean, std, usable = predict_arrays(
+            predictor.model,
+            tokenizer,
+            values,
+            errors,
+            requests,
+            batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
+        )
     reasons = np.where((reasons == "") & ~usable, NO_INPUT, reasons)
+    unanswered = ~(np.isfinite(mean).all(axis=1) & np.isfinite(std).all(axis=1))
+    reasons = np.where((reasons == "") & unanswered, NOT_FINITE, reasons)  # every row: an answer or a reason
     result = QTable()
     for j, name in enumerate(requests):
         unit = u.Unit(tokenizer.units[name])
@@ -98,11 +127,35 @@ def predict_table(predictor, table, requests: Sequence[str] | None = None, batch
     return result
 
 
+def predict_chunk(predictor, chunk, requests: list[str], batch_size: int, precision: str = DEFAULT_PRECISION):
+    """The output rows of one input chunk: its identifier columns, then `predict_table`'s columns; a reason the
+    reader already gave (e.g. no G) wins over the model's "nothing to read"."""
+    from astropy.table import QTable
+
+    predicted = predict_table(predictor, chunk, requests, batch_size, precision)
+    known = np.asarray(chunk[REASON_COLUMN]) != ""
+    predicted[REASON_COLUMN] = np.where(known, chunk[REASON_COLUMN], predicted[REASON_COLUMN])
+    part = QTable()
+    for name in [name for name in ID_COLUMNS if name in chunk.colnames]:
+        part[name] = chunk[name]
+    for name in predicted.colnames:
+        part[name] = predicted[name]
+    return part
+
+
+def model_precision(precision: str, device) -> torch.autocast:
+    """The context the model's pass runs in for ``precision`` (one of `PRECISIONS`; ``ValueError`` otherwise):
+    ``torch.autocast`` to bfloat16 on ``device``'s type, disabled for float32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+
 def _standardise(tokenizer, stars) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``tokenizer.to_arrays`` of every row that it accepts; the others stay NaN with its message as reason.
 
     The tokenizer stops at the first bad row; only then are rows read one by one to find every bad one. Its
-    messages name star 0 of the one-row table they were raised for, so that prefix is dropped.
+    errors name star 0 of the one-row table they were raised for, so the reason is their ``reason``.
     """
     reasons = np.full(len(stars), "", dtype=object)
     try:
@@ -116,7 +169,7 @@ def _standardise(tokenizer, stars) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                     stars[row : row + 1], ignore_unknown=True
                 )
             except ValueError as error:
-                reasons[row] = _STAR_PREFIX.sub("", str(error))
+                reasons[row] = error.reason if isinstance(error, StarInputError) else str(error)
     return values, errors, reasons.astype(str)
 
 
@@ -175,43 +228,76 @@ def iter_file_chunks(
     astropy.table.Table
         Identifier columns (`ID_COLUMNS` present; ``gaia_dr3_source_id`` for XP sources), observation columns,
         and ``reason`` (str): non-empty for rows that cannot be predicted whatever the model (no G).
+
+    Raises
+    ------
+    ValueError
+        Naming the file (and, for Gaia archive exports, the column and row): missing, empty, damaged, not a table;
+        or a ``chunk_size`` that is not a positive integer.
     """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    positive_integer(chunk_size, "chunk_size")
     path = Path(path)
     wanted = [*vocabulary, *(f"{name}_err" for name in vocabulary), *ID_COLUMNS]
-    if is_gaia_xp_file(path):
-        yield from _xp_chunks(path, chunk_size, gaia_source)
-    elif path.name.lower().endswith(".parquet"):
-        yield from _parquet_chunks(path, wanted, chunk_size)
-    else:
-        yield from _table_chunks(path, wanted, chunk_size)
+    try:
+        if is_gaia_xp_file(path):
+            yield from _xp_chunks(path, chunk_size, gaia_source)
+        elif path.name.lower().endswith(".parquet"):
+            yield from _parquet_chunks(path, wanted, chunk_size)
+        else:
+            yield from _table_chunks(path, wanted, chunk_size)
+    except (
+        Exception
+    ) as error:  # pyarrow, astropy, gzip and the OS raise many types for a missing or damaged file
+        if isinstance(error, ValueError) and str(path) in str(error):
+            raise  # the Gaia archive readers' own message, naming the file and the row
+        raise ValueError(f"{path}: cannot read as a star table: {type(error).__name__}: {error}") from error
 
 
 def _xp_chunks(path: Path, chunk_size: int, side) -> Iterator:
-    """Dataset rows of an XP export, chunk by chunk; a source without G keeps its row, NaN, with a reason."""
-    from astropy.table import Table
-
-    from datasets_builder.archive import GAIA_SOURCE_COLUMNS, archive_rows, fill_missing_columns
+    """Dataset rows of an XP export, chunk by chunk (`archive_chunk`)."""
     from datasets_builder.gaia_archive import read_gaia_xp
 
     xp = read_gaia_xp(path, correlations=False)
-    if side is not None:
-        fill_missing_columns(xp, side, side["source_id"], GAIA_SOURCE_COLUMNS)
+    for start in range(0, len(xp), chunk_size):
+        yield archive_chunk(xp[start : start + chunk_size], side)
+
+
+def archive_chunk(xp, gaia_source=None):
+    """Gaia archive XP rows -> one chunk of star rows, every source kept in order; one without G gets `NO_G`.
+
+    Parameters
+    ----------
+    xp : astropy.table.Table
+        Rows as `datasets_builder.gaia_archive.read_gaia_xp` returns them, optionally with ``gaia_source`` columns
+        (``phot_g_mean_mag``, ...), which win over those of ``gaia_source``.
+    gaia_source : astropy.table.Table, optional
+        `datasets_builder.archive.read_gaia_source` of a ``gaia_source`` export, matched on ``source_id``.
+
+    Returns
+    -------
+    astropy.table.Table
+        ``gaia_dr3_source_id``, the float observation columns of `datasets_builder.archive.archive_rows` (NaN for
+        a source without G) and ``reason``.
+    """
+    from astropy.table import Table
+
+    from datasets_builder.archive import GAIA_SOURCE_COLUMNS, archive_rows, fill_missing_columns
+
+    xp = Table(xp, copy=False)  # a new table: the columns filled below replace its own, not the caller's
+    if gaia_source is not None:
+        fill_missing_columns(xp, gaia_source, gaia_source["source_id"], GAIA_SOURCE_COLUMNS)
     if "phot_g_mean_mag" not in xp.colnames:
         xp["phot_g_mean_mag"] = np.full(len(xp), np.nan)
-    for start in range(0, len(xp), chunk_size):
-        part = xp[start : start + chunk_size]
-        has_g = np.isfinite(np.asarray(part["phot_g_mean_mag"], dtype=np.float64))
-        converted = archive_rows(part)  # the rows with a G, in order
-        chunk = Table({"gaia_dr3_source_id": np.asarray(part["source_id"], dtype=np.int64)})
-        for name in converted.colnames:
-            if converted[name].dtype.kind == "f":
-                column = np.full(len(part), np.nan)
-                column[has_g] = converted[name]
-                chunk[name] = column
-        chunk[REASON_COLUMN] = np.where(has_g, "", NO_G)
-        yield chunk
+    has_g = np.isfinite(np.asarray(xp["phot_g_mean_mag"], dtype=np.float64))
+    converted = archive_rows(xp)  # the rows with a G, in order
+    chunk = Table({"gaia_dr3_source_id": np.asarray(xp["source_id"], dtype=np.int64)})
+    for name in converted.colnames:
+        if converted[name].dtype.kind == "f":
+            column = np.full(len(xp), np.nan)
+            column[has_g] = converted[name]
+            chunk[name] = column
+    chunk[REASON_COLUMN] = np.where(has_g, "", NO_G)
+    return chunk
 
 
 def _parquet_chunks(path: Path, wanted: list[str], chunk_size: int) -> Iterator:
@@ -222,9 +308,20 @@ def _parquet_chunks(path: Path, wanted: list[str], chunk_size: int) -> Iterator:
     parquet = pq.ParquetFile(path)
     columns = [name for name in parquet.schema_arrow.names if name in set(wanted)]
     for batch in parquet.iter_batches(batch_size=chunk_size, columns=columns):
-        chunk = Table({name: batch.column(name).to_numpy(zero_copy_only=False) for name in columns})
+        chunk = Table({name: _numpy(batch.column(name)) for name in columns})
         chunk[REASON_COLUMN] = np.full(batch.num_rows, "", dtype=object).astype(str)
         yield chunk
+
+
+def _numpy(column) -> np.ndarray:
+    """A pyarrow column as numpy: numbers as they are (null = NaN), text as str (null = "", which astropy's writers
+    take; they refuse Python objects)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return np.asarray(pc.fill_null(column, "").to_pylist(), dtype=str)
+    return column.to_numpy(zero_copy_only=False)
 
 
 def _table_chunks(path: Path, wanted: list[str], chunk_size: int) -> Iterator:
@@ -258,11 +355,6 @@ def write_table(table, path: str | Path, overwrite: bool = False) -> Path:
         raise ValueError(f"{path}: output must end in one of {', '.join(OUTPUT_FORMATS)}")
     if path.exists() and not overwrite:
         raise ValueError(f"{path} exists: pass overwrite=True (--overwrite) to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        table.write(staging, format=fmt, overwrite=True)
-        os.replace(staging, path)
-    finally:
-        staging.unlink(missing_ok=True)
+    with atomic_path(path) as staging:
+        table.write(staging, format=fmt)
     return path

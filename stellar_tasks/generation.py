@@ -3,7 +3,7 @@
 Generation asks the model for all 110 XP coefficients from stellar parameters (with and without 2MASS colours);
 inpainting asks for one part of the spectrum from another (BP -> RP, RP -> BP, low orders -> high orders). The
 baseline is one multi-output XGBoost per task trained on the train split with the same inputs. Both are compared
-with the real test spectra coefficient by coefficient and in flux (gaiaxpy sampled spectra, `stellar_tasks.spectra`).
+with the real test spectra coefficient by coefficient and in flux (gaiaxpy sampled spectra, `datasets_builder.xp.sampled_flux`).
 """
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from datasets_builder.constants import XP_SAMPLING_NM
+from datasets_builder.xp import XP_NAMES, sampled_flux, sampled_flux_error, xp_names
 from modeling_stellar import StarTokenizer, StellarForObservationPrediction
 
 from .baselines import XGBoostSettings, fit_predict_xgboost
 from .data import Split
-from .evaluation import LABELS
 from .inference import mask_to_inputs, predict_arrays
+from .inputs import LABELS
 from .metrics import score
-from .spectra import WAVELENGTH_NM, XP_NAMES, sampled_flux, sampled_flux_error, xp_names
 
 __all__ = ["SPECTRUM_TASKS", "SpectrumPredictions", "SpectrumTask", "predict_spectra", "spectrum_summary"]
 
@@ -161,11 +162,11 @@ def spectrum_summary(predictions: SpectrumPredictions) -> dict:
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.nanmedian(np.abs(sampled_flux(outputs_only) / flux_truth), axis=0)  # (343,)
     affected = share >= AFFECTED_FRACTION
-    in_range = (FLUX_RANGE_NM[0] <= WAVELENGTH_NM) & (FLUX_RANGE_NM[1] >= WAVELENGTH_NM)
+    in_range = (FLUX_RANGE_NM[0] <= XP_SAMPLING_NM) & (FLUX_RANGE_NM[1] >= XP_SAMPLING_NM)
     summary: dict = {"task": predictions.task.key, "description": predictions.task.description}
     summary["n_stars"] = len(predictions.truth)
     summary["outputs"] = list(predictions.task.outputs)
-    summary["flux_range_nm"] = [float(WAVELENGTH_NM[affected].min()), float(WAVELENGTH_NM[affected].max())]
+    summary["flux_range_nm"] = [float(XP_SAMPLING_NM[affected].min()), float(XP_SAMPLING_NM[affected].max())]
     for method in ("model", "xgboost"):
         predicted = getattr(predictions, method)
         scatter, z_std = [], []

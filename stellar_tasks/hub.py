@@ -3,8 +3,9 @@
 A Hub-ready folder (``DESIGN.md``, "Saved model folder") holds ``config.json`` with ``auto_map`` and
 ``custom_pipelines``, ``model.safetensors``, ``preprocessor_config.json`` (the tokenizer), the remote code
 (``configuration_stellar.py``, ``modeling_stellar.py``, ``tokenization_stellar.py``, ``pipeline_stellar.py``)
-and ``README.md``, the model card. `prepare_model_folder` writes all but the card, `model_card_data` gives the
-card's YAML metadata, `push_model` checks the folder and uploads it, publishing the dataset first when asked.
+and ``README.md``, the model card. `prepare_model_folder` writes all but the card (`stellar_tasks.card` renders
+it from measured results), `export_model_folder` copies a training run's Hub-ready part, `push_model` checks the
+folder and uploads it, publishing the dataset first when asked.
 
 The Hub's hosted inference widget runs no custom code, so the card points to the demo Space (``space/``).
 """
@@ -12,16 +13,26 @@ The Hub's hosted inference widget runs no custom code, so the card points to the
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Mapping
+import shutil
 from pathlib import Path
+
+from huggingface_hub.constants import REPOCARD_NAME
 
 from modeling_stellar import StarTokenizer, StellarForObservationPrediction, StellarParameterPipeline
 
-__all__ = ["PIPELINE_TASK", "model_card_data", "prepare_model_folder", "push_model", "validate_model_folder"]
+__all__ = [
+    "PIPELINE_TASK",
+    "export_model_folder",
+    "prepare_model_folder",
+    "push_model",
+    "validate_model_folder",
+]
 
 PIPELINE_TASK = "tabular-regression"
 """The Hub task of the pipeline (``pipeline_tag`` of the card, key of ``custom_pipelines``)."""
+
+RUN_FILES = ("training_facts.json", "train_log.jsonl")
+"""What a training run adds to the model folder: its recipe, hardware and time, and its log (the card cites them)."""
 
 REQUIRED_FILES = (
     "config.json",
@@ -31,25 +42,12 @@ REQUIRED_FILES = (
     "modeling_stellar.py",
     "tokenization_stellar.py",
     "pipeline_stellar.py",
-    "README.md",
+    REPOCARD_NAME,
 )
 """What a model folder must hold to load with ``pipeline(model=repo, trust_remote_code=True)`` anywhere."""
 
-UPLOADED_FILES = [*REQUIRED_FILES, "training_facts.json"]
+UPLOADED_FILES = [*REQUIRED_FILES, RUN_FILES[0]]
 """What `push_model` uploads (exact top-level names); checkpoints, logs and other run files stay local."""
-
-TAGS = ["astronomy", "stellar-parameters", "gaia", "apogee", "foundation-model", "custom_code"]
-"""Card tags (``custom_code``: the Hub's tag for models that need ``trust_remote_code``)."""
-
-RESULT_NAMES = {
-    "teff": "Teff robust scatter [K]",
-    "logg": "log g robust scatter [dex]",
-    "fe_h": "[Fe/H] robust scatter [dex]",
-    "m_h": "[M/H] robust scatter [dex]",
-}
-"""Display names of the test-split results, by requested name (``mad_std(truth - prediction)``, physical units)."""
-
-_FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", re.DOTALL)
 
 
 def prepare_model_folder(
@@ -60,7 +58,7 @@ def prepare_model_folder(
     Writes ``config.json`` (with ``auto_map`` and ``custom_pipelines``), ``model.safetensors``,
     ``preprocessor_config.json`` and the four remote-code files, so that
     ``pipeline(model=folder, trust_remote_code=True)`` returns a `StellarParameterPipeline`. The card
-    (``README.md``) is written separately (see `model_card_data`).
+    (``README.md``) is written separately (`stellar_tasks.card.write_model_card`).
 
     Parameters
     ----------
@@ -83,63 +81,6 @@ def prepare_model_folder(
     return folder
 
 
-def model_card_data(
-    model_name: str,
-    dataset_repo_id: str,
-    results: Mapping[str, float],
-    dataset_name: str = "APOGEE DR17 x Gaia DR3 XP",
-    license: str = "cc-by-sa-4.0",  # noqa: A002 - the Hub's field name
-):
-    """The model card's YAML metadata.
-
-    Parameters
-    ----------
-    model_name : str
-        Name of the model in the ``model-index``.
-    dataset_repo_id : str
-        The dataset's Hub id (``datasets:`` links the card to it; also the results' dataset).
-    results : Mapping[str, float]
-        Measured test-split robust scatter per requested name (e.g. ``{"teff": 47.2, "logg": 0.11, "fe_h":
-        0.07}``, physical units), each ``astropy.stats.mad_std(truth - prediction)``.
-    dataset_name : str, optional
-        Human-readable dataset name for the results.
-    license : str, optional, default "cc-by-sa-4.0"
-        Hub licence id. The default follows the training data: Gaia data are CC BY-SA 3.0 IGO (share-alike).
-
-    Returns
-    -------
-    huggingface_hub.ModelCardData
-        ``pipeline_tag: tabular-regression``, ``library_name: transformers``, tags, ``datasets``, licence and
-        a ``model-index`` with one ``mad_std`` metric per result; ``.to_yaml()`` gives the front matter.
-    """
-    from huggingface_hub import EvalResult, ModelCardData
-
-    unknown = sorted(set(results) - set(RESULT_NAMES))
-    if unknown:
-        raise ValueError(f"results: no display name for {unknown}; known: {sorted(RESULT_NAMES)}")
-    evaluations = [
-        EvalResult(
-            task_type=PIPELINE_TASK,
-            dataset_type=dataset_repo_id,
-            dataset_name=dataset_name,
-            dataset_split="test",
-            metric_type="mad_std",
-            metric_value=float(value),
-            metric_name=RESULT_NAMES[name],
-        )
-        for name, value in results.items()
-    ]
-    return ModelCardData(
-        model_name=model_name,
-        license=license,
-        library_name="transformers",
-        pipeline_tag=PIPELINE_TASK,
-        tags=TAGS,
-        datasets=[dataset_repo_id],
-        eval_results=evaluations,
-    )
-
-
 def validate_model_folder(folder: str | Path) -> dict:
     """Check that ``folder`` is Hub-ready; returns the card's YAML metadata.
 
@@ -150,11 +91,11 @@ def validate_model_folder(folder: str | Path) -> dict:
         ``tabular-regression`` entry of ``custom_pipelines``, a card without YAML front matter or whose
         ``pipeline_tag`` is not ``tabular-regression``.
     """
-    import yaml
+    from huggingface_hub import metadata_load
 
     folder = Path(folder)
     problems = [f"{folder / name}: missing" for name in REQUIRED_FILES if not (folder / name).is_file()]
-    config_file, card_file = folder / "config.json", folder / "README.md"
+    config_file, card_file = folder / "config.json", folder / REPOCARD_NAME
     if config_file.is_file():
         config = json.loads(config_file.read_text())
         if "AutoModel" not in config.get("auto_map", {}):
@@ -165,9 +106,9 @@ def validate_model_folder(folder: str | Path) -> dict:
             )
     metadata: dict = {}
     if card_file.is_file():
-        match = _FRONT_MATTER.match(card_file.read_text(encoding="utf-8"))
-        metadata = (yaml.safe_load(match.group(1)) if match else None) or {}
-        if not match:
+        found = metadata_load(card_file)
+        metadata = found or {}
+        if found is None:
             problems.append(f"{card_file}: no YAML front matter")
         elif metadata.get("pipeline_tag") != PIPELINE_TASK:
             problems.append(
@@ -215,7 +156,7 @@ def push_model(
     if dataset_repo_id is not None:
         if dataset_repo_id not in (metadata.get("datasets") or []):
             raise ValueError(
-                f"{Path(folder) / 'README.md'}: 'datasets' is {metadata.get('datasets')}, it must name {dataset_repo_id!r}"
+                f"{Path(folder) / REPOCARD_NAME}: 'datasets' is {metadata.get('datasets')}, it must name {dataset_repo_id!r}"
             )
         from datasets_builder.publish import publish
 
@@ -235,16 +176,14 @@ def export_model_folder(run_dir: str | Path, folder: str | Path) -> Path:
     """Copy the Hub-ready part of a ``train.py`` run (no checkpoints, no process reports) into ``folder``.
 
     The model and tokenizer are reloaded from the run and saved with `prepare_model_folder`; the training facts
-    and log travel with them so that the card can state the recipe, hardware and time.
+    and log (`RUN_FILES`) travel with them so that the card can state the recipe, hardware and time.
     """
-    import shutil
-
     from transformers import AutoFeatureExtractor, AutoModel
 
     run_dir = Path(run_dir)
     model = AutoModel.from_pretrained(run_dir, trust_remote_code=True)
     tokenizer = AutoFeatureExtractor.from_pretrained(run_dir, trust_remote_code=True)
     folder = prepare_model_folder(model, tokenizer, folder)
-    for name in ("training_facts.json", "train_log.jsonl"):
+    for name in RUN_FILES:
         shutil.copy(run_dir / name, folder / name)
     return folder

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from modeling_stellar import StarTokenizer, StellarForObservationPrediction
+from modeling_stellar.pipeline_stellar import positive_integer
 
 
 def mask_to_inputs(tokenizer: StarTokenizer, values: np.ndarray, input_names: Sequence[str]) -> np.ndarray:
@@ -41,6 +42,7 @@ def predict_arrays(
         ``(mean, std, usable)``: physical-unit (n_stars, R) float64 arrays, NaN for stars with no input left
         once the requests are removed, and the (n_stars,) bool mask of stars that could be predicted.
     """
+    positive_integer(batch_size, "batch_size")  # a negative one would silently predict nothing
     request_ids = np.array(tokenizer.convert_names_to_ids(list(requests)))
     shown = values.copy()
     shown[:, request_ids] = np.nan

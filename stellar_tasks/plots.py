@@ -13,11 +13,14 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from .evaluation import LABELS, LabelPredictions
+from datasets_builder.constants import XP_SAMPLING_NM
+from datasets_builder.xp import sampled_flux
+
+from .evaluation import LabelPredictions
 from .extinction import LAWS, ExtinctionCurve, law_curve
 from .generation import SpectrumPredictions
+from .inputs import LABELS
 from .loci import Loci
-from .spectra import WAVELENGTH_NM, sampled_flux
 
 __all__ = [
     "plot_calibration",
@@ -163,7 +166,7 @@ def plot_spectra(tasks: Sequence[SpectrumPredictions], path: Path) -> Path:
             for name, colour, style in (("truth", "k", "-"), ("model", "C0", "-"), ("xgboost", "C1", "--")):
                 flux = sampled_flux(getattr(predictions, name)[star : star + 1], g_mag)[0]
                 axis.plot(
-                    WAVELENGTH_NM,
+                    XP_SAMPLING_NM,
                     flux,
                     color=colour,
                     ls=style,
@@ -206,12 +209,12 @@ def plot_extinction(curve: ExtinctionCurve, summary: dict, path: Path) -> Path:
     figure = Figure(figsize=(7.5, 4.5))
     axis = figure.subplots()
     axis.plot(
-        WAVELENGTH_NM, curve.colour_excess, color="k", lw=2, label=f"model ({curve.n_stars} test stars)"
+        XP_SAMPLING_NM, curve.colour_excess, color="k", lw=2, label=f"model ({curve.n_stars} test stars)"
     )
     for law, description in LAWS.items():
         deviation = summary["laws"][law]["mean_abs_deviation"]
         axis.plot(
-            WAVELENGTH_NM, law_curve(law), lw=1.2, ls="--", label=f"{description} (MAD {deviation:.3f})"
+            XP_SAMPLING_NM, law_curve(law), lw=1.2, ls="--", label=f"{description} (MAD {deviation:.3f})"
         )
     axis.axvspan(*summary["range_nm"], color="0.9", zorder=0)
     axis.axhline(0, color="0.5", lw=0.5)

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from datasets_builder.atomic import atomic_write
+
 from .baselines import BUDGETS, BaselineBudget
 from .card import fmt, write_model_card
 from .data import load_split, split_overlap
@@ -45,7 +47,7 @@ from .plots import (
     plot_spectra,
 )
 
-__all__ = ["load_model", "main", "render_markdown", "run_report"]
+__all__ = ["add_evaluate_arguments", "evaluate", "load_model", "main", "render_markdown", "run_report"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TEST_IDS = REPO_ROOT.parent / "shared" / "data" / "test_split_gaia_dr3_source_ids.txt"
@@ -104,12 +106,6 @@ def _json_ready(value):
     if isinstance(value, np.bool_):
         return bool(value)
     return value
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    staging = path.with_name(path.name + ".tmp")
-    staging.write_text(text, encoding="utf-8")
-    os.replace(staging, path)
 
 
 def run_report(
@@ -205,8 +201,8 @@ def run_report(
         "model_parameters": int(model.num_parameters()),
     }
     results = _json_ready(results)
-    _write_atomic(output / RESULTS_FILE, json.dumps(results, indent=1))
-    _write_atomic(output / REPORT_FILE, render_markdown(results))
+    atomic_write(output / RESULTS_FILE, json.dumps(results, indent=1))
+    atomic_write(output / REPORT_FILE, render_markdown(results))
     return results
 
 
@@ -420,10 +416,10 @@ train stars in the encoder's embedding of the headline inputs; scatter of (star 
 """
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of ``stellar-foundation evaluate`` (also ``python -m stellar_tasks.report``)."""
     parser.add_argument("--model", required=True, help="saved model folder (or Hub id)")
-    parser.add_argument("--dataset", required=True, help="dataset folder or Hub dataset id")
+    parser.add_argument("--dataset", default=None, help="dataset folder or Hub dataset id")
     parser.add_argument("--output", default="reports", help="report folder")
     parser.add_argument(
         "--full",
@@ -435,16 +431,37 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--write-card", action="store_true", help="also write the model card to <model>/README.md"
     )
-    args = parser.parse_args(argv)
-    test_ids = args.test_ids or (DEFAULT_TEST_IDS if DEFAULT_TEST_IDS.is_file() else None)
-    budget = BUDGETS["full" if args.full else "quick"]
-    results = run_report(
-        args.model, args.dataset, args.output, budget, args.max_spectrum_stars, test_ids_file=test_ids
+    parser.add_argument(
+        "--results",
+        default=None,
+        help="a previous run's results.json: render from it instead of evaluating (with --write-card, the card only)",
     )
-    print(f"report written to {Path(args.output) / REPORT_FILE}", file=sys.stderr)
+    parser.set_defaults(handler=evaluate)
+    return parser
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    """Run ``evaluate`` for parsed arguments: the report (or a previous ``results.json``) and, when asked, the card."""
+    if args.results is not None:
+        results = json.loads(Path(args.results).read_text())
+    elif args.dataset is None:
+        raise SystemExit("evaluate: --dataset is required (or --results to render a previous report's card)")
+    else:
+        test_ids = args.test_ids or (DEFAULT_TEST_IDS if DEFAULT_TEST_IDS.is_file() else None)
+        budget = BUDGETS["full" if args.full else "quick"]
+        results = run_report(
+            args.model, args.dataset, args.output, budget, args.max_spectrum_stars, test_ids_file=test_ids
+        )
+        print(f"report written to {Path(args.output) / REPORT_FILE}", file=sys.stderr)
     if args.write_card:
         print(f"model card written to {write_model_card(args.model, results)}", file=sys.stderr)
     return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """``python -m stellar_tasks.report``: the same as ``stellar-foundation evaluate``."""
+    parser = add_evaluate_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]))
+    return evaluate(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

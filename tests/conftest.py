@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 from modeling_stellar import StarTokenizer, StellarConfig, StellarForObservationPrediction
+
+# Property-based tests (tests/test_properties.py): "fast" is what `make test` runs (deterministic, no example
+# database written into the clone); HYPOTHESIS_PROFILE=thorough explores 20x as many cases.
+settings.register_profile(
+    "fast",
+    max_examples=25,
+    deadline=None,  # a shared CI core makes per-example timings meaningless
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "thorough", parent=settings.get_profile("fast"), max_examples=500, derandomize=False
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VOCABULARY_FILE = REPO_ROOT / "modeling_stellar" / "vocabularies" / "apogee_gaia_xp.json"

@@ -1,7 +1,7 @@
 """Tiny stand-ins for the real dataset and model, for the tests of ``stellar_tasks``.
 
 `make_star_table` draws stars with the real dataset's columns: labels, colours, extinction and XP coefficients
-recovered (with ``datasets_builder.xp_basis``) from smooth blackbody-like spectra, divided by a G-band flux that
+recovered (with ``datasets_builder.xp``) from smooth blackbody-like spectra, divided by a G-band flux that
 is consistent with ``phot_g_mean_mag``. `write_dataset` lays them out like a built dataset folder
 (``data/{split}-*.parquet`` + ``meta/stats.json``); `save_model_folder` saves a tiny model as ``train.py`` would.
 """
@@ -16,10 +16,9 @@ import pandas as pd
 from astropy.stats import mad_std
 
 from datasets_builder.constants import G_ZERO_POINT, XP_SAMPLING_NM
-from datasets_builder.xp_basis import fit_coefficients
+from datasets_builder.xp import XP_NAMES, fit_coefficients
 from modeling_stellar import StarTokenizer
 from stellar_tasks.data import Split
-from stellar_tasks.spectra import XP_NAMES
 from tests.conftest import VOCABULARY_FILE, create_test_model
 
 OBSERVATIONS = (*XP_NAMES, "bprp", "jh", "jk", "teff", "logg", "fe_h", "alpha_m", "ak_targ")

@@ -9,9 +9,10 @@ import pytest
 from allstar_factory import allstar_table, write_allstar
 from astropy.table import Table
 
-from datasets_builder.archive import archive_rows, g_band_flux, iter_archive_rows
+from datasets_builder.archive import archive_rows, iter_archive_rows
 from datasets_builder.constants import G_ZERO_POINT
 from datasets_builder.gaia_archive import read_gaia_xp
+from datasets_builder.xp import g_band_flux
 
 SOURCES = [5853498713190525696, 5405570973190252288, 5762406957886626816]  # the missing-BP fixture, in order
 

@@ -18,7 +18,8 @@ import yaml
 
 from datasets_builder import LibrarySource, build_dataset, load_info, load_stats
 from datasets_builder.__main__ import main
-from datasets_builder.writer import BuildInfo, read_test_ids, staging_dir
+from datasets_builder.layout import BuildInfo
+from datasets_builder.writer import read_test_ids, staging_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MAX_ROWS = 2000  # first rows of the real library: 1,789 train and 211 test stars

@@ -7,7 +7,8 @@ import json
 import pytest
 import yaml
 
-from stellar_tasks.card import main, render_model_card, write_model_card
+from stellar_tasks.card import render_model_card, write_model_card
+from stellar_tasks.cli import main
 
 LABELS = {"teff": "K", "logg": "dex", "fe_h": "dex"}
 SCATTER = {"teff": 61.2345, "logg": 0.1876, "fe_h": 0.0934}
@@ -134,5 +135,5 @@ def test_write_is_atomic_and_cli_rerenders(model_dir, tmp_path):
     results_file = tmp_path / "results.json"
     results["parameters"][0]["scatter"] = 55.5
     results_file.write_text(json.dumps(results))
-    main(["--model", str(model_dir), "--results", str(results_file)])
+    assert main(["evaluate", "--model", str(model_dir), "--results", str(results_file), "--write-card"]) == 0
     assert "| (a) | Teff [K] | 55.5 |" in path.read_text()

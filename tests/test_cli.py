@@ -131,7 +131,7 @@ def test_outputs_in_all_formats_hold_the_same_table(model_folder, tmp_path):
         np.testing.assert_allclose(tables[".ecsv"][name].value, tables[".parquet"][name].value, rtol=1e-15)
 
 
-def test_refusals(model_folder, tmp_path):
+def test_refusals(model_folder, tmp_path, capsys):
     source = tmp_path / "stars.ecsv"
     Table(rows=[[1.2, 0.5]], names=["bprp", "jh"]).write(source)
     output = tmp_path / "out.parquet"
@@ -142,10 +142,23 @@ def test_refusals(model_folder, tmp_path):
     assert output.read_bytes() == before
     predict(source, "--model", model_folder, "--output", output, "--overwrite", "--requests", "logg")
     assert QTable.read(output).colnames == ["logg", "logg_std", "reason"]
-    with pytest.raises(ValueError, match="output must end in one of"):
-        predict(source, "--model", model_folder, "--output", tmp_path / "out.txt")
-    with pytest.raises(ValueError, match="unknown input format '.txt'"):
-        predict(tmp_path / "stars.txt", "--model", model_folder, "--output", tmp_path / "x.ecsv")
+    capsys.readouterr()
+    assert (
+        main(["predict", str(source), "--model", str(model_folder), "--output", str(tmp_path / "out.txt")])
+        == 1
+    )
+    assert "output must end in one of" in capsys.readouterr().err
+    arguments = [
+        "predict",
+        str(tmp_path / "stars.txt"),
+        "--model",
+        str(model_folder),
+        "--output",
+        str(tmp_path / "x.ecsv"),
+    ]
+    assert main(arguments) == 1
+    assert "error: " in (printed := capsys.readouterr().err) and "unknown input format '.txt'" in printed
+    assert "Traceback" not in printed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.parquet", "stars.ecsv"]  # no temporary left
 
 

@@ -15,9 +15,9 @@ from stellar_tasks.evaluation import (
     population_rows,
     predict_labels,
 )
+from stellar_tasks.inputs import HEADLINE_INPUTS
 from tests.conftest import create_test_model
 from tests.tasks_factory import in_memory_splits
-from train import HEADLINE_INPUTS
 
 FAST = XGBoostSettings(n_estimators=30, learning_rate=0.3, max_depth=3)
 

@@ -15,15 +15,18 @@ import yaml
 from hub_server import HubServer
 from test_publish import make_dataset_folder
 
+from stellar_tasks.card import render_model_card
 from stellar_tasks.cli import main
-from stellar_tasks.hub import model_card_data, prepare_model_folder, push_model, validate_model_folder
+from stellar_tasks.hub import prepare_model_folder, push_model, validate_model_folder
 from tests.conftest import create_test_stars, create_test_tokenizer
+from tests.test_card import SCATTER
+from tests.test_card import _results as report_results
 from tests.test_pipeline import check_fresh_answers, lively_model, run_fresh
 
 TOKEN = "hf_stand_in_token"
 MODEL_REPO = "stellar/stellar-foundation-tiny"
 DATASET_REPO = "stellar/apogee-gaia-xp-tiny"
-RESULTS = {"teff": 47.2, "logg": 0.11, "fe_h": 0.07}
+LABELS = ("teff", "logg", "fe_h")
 
 
 @pytest.fixture
@@ -42,8 +45,7 @@ def hub(monkeypatch, tmp_path):
 def model_folder(tmp_path):
     """A Hub-ready folder: the saved model and pipeline, and a card with the metadata the Hub needs."""
     folder = prepare_model_folder(lively_model(), create_test_tokenizer(), tmp_path / "model")
-    card = model_card_data("stellar-foundation-tiny", DATASET_REPO, RESULTS)
-    (folder / "README.md").write_text(f"---\n{card.to_yaml()}\n---\n# stellar-foundation (tiny test model)\n")
+    (folder / "README.md").write_text(render_model_card(folder, report_results(), dataset_id=DATASET_REPO))
     (folder / "checkpoints").mkdir()
     (folder / "checkpoints" / "optimizer.bin").write_bytes(b"local only")
     return folder
@@ -52,18 +54,13 @@ def model_folder(tmp_path):
 def test_card_metadata_for_the_hub(model_folder):
     metadata = validate_model_folder(model_folder)
     assert metadata["pipeline_tag"] == "tabular-regression" and metadata["library_name"] == "transformers"
-    assert metadata["datasets"] == [DATASET_REPO] and metadata["license"] == "cc-by-sa-4.0"
-    assert {"astronomy", "custom_code"} <= set(metadata["tags"])
+    assert metadata["datasets"] == [DATASET_REPO] and metadata["license"] == "mit"  # card.MODEL_LICENSE
+    assert {"astronomy", "gaia", "apogee"} <= set(metadata["tags"])
     (result,) = metadata["model-index"][0]["results"]
     assert result["dataset"] == {"name": "APOGEE DR17 x Gaia DR3 XP", "type": DATASET_REPO, "split": "test"}
-    assert {m["name"]: m["value"] for m in result["metrics"]} == {
-        "Teff robust scatter [K]": 47.2,
-        "log g robust scatter [dex]": 0.11,
-        "[Fe/H] robust scatter [dex]": 0.07,
-    }
-    assert {m["type"] for m in result["metrics"]} == {"mad_std"}
-    with pytest.raises(ValueError, match="no display name for"):
-        model_card_data("m", DATASET_REPO, {"ak_targ": 0.1})
+    scatter = {m["name"]: m["value"] for m in result["metrics"] if m["type"] == "mad_std"}
+    assert scatter["scatter Teff [K], setting (a)"] == SCATTER["teff"]
+    assert scatter["scatter [Fe/H] [dex], setting (a)"] == SCATTER["fe_h"]
 
 
 def test_incomplete_folder_is_refused_before_any_upload(hub, model_folder):
@@ -107,7 +104,7 @@ def test_push_model_and_dataset_then_load_the_pipeline_from_the_hub(hub, model_f
     assert card["datasets"] == [DATASET_REPO] and card["pipeline_tag"] == "tabular-regression"
     assert "tabular-regression" in json.loads(remote["config.json"])["custom_pipelines"]
 
-    stars = [{k: v for k, v in star.items() if k not in RESULTS} for star in create_test_stars(3)]
+    stars = [{k: v for k, v in star.items() if k not in LABELS} for star in create_test_stars(3)]
     environment = {
         "HF_ENDPOINT": hub.endpoint,
         "HF_HUB_OFFLINE": "0",

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from astropy.table import Table
 
-from datasets_builder import xp_basis
+from datasets_builder import xp
 from datasets_builder.constants import XP_COEFFICIENT_ERROR_PROFILE, XP_SAMPLING_NM
 from datasets_builder.library import CUTS, LibrarySource, library_path
 from datasets_builder.schema import FEATURES
@@ -41,7 +41,7 @@ def archive_spectra(archive_csv):
     """The archive sources sampled by gaiaxpy on the library grid: (flux, flux_error), W m-2 nm-1, (2, 343)."""
     from gaiaxpy import calibrate
 
-    with xp_basis._quiet():
+    with xp._quiet():
         spectra, _ = calibrate(
             str(archive_csv), sampling=np.array(XP_SAMPLING_NM), truncation=False, save_file=False
         )
@@ -65,7 +65,7 @@ def _write_library(path, records) -> None:
 
 
 def test_design_matrix_reproduces_gaiaxpy_calibrate(archive_csv, archive_spectra):
-    matrix = xp_basis.design_matrix()
+    matrix = xp.design_matrix()
     assert matrix.shape == (343, 110)
     assert not matrix.flags.writeable
     flux, _ = archive_spectra
@@ -75,7 +75,7 @@ def test_design_matrix_reproduces_gaiaxpy_calibrate(archive_csv, archive_spectra
 
 
 def test_design_matrix_is_cached():
-    assert xp_basis.design_matrix() is xp_basis.design_matrix()
+    assert xp.design_matrix() is xp.design_matrix()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -86,9 +86,7 @@ def test_recovers_archive_coefficients_from_float32_spectra(archive_csv, archive
     # The library stores flux / medflux as float32: do the same to real archive sources and refit.
     flux, flux_error = archive_spectra
     medflux = np.median(flux, axis=1, keepdims=True)
-    fit = xp_basis.fit_coefficients(
-        (flux / medflux).astype(np.float32), (flux_error / medflux).astype(np.float32)
-    )
+    fit = xp.fit_coefficients((flux / medflux).astype(np.float32), (flux_error / medflux).astype(np.float32))
     truth, truth_error = (
         _coefficients(archive_csv, "coefficients"),
         _coefficients(archive_csv, "coefficient_errors"),
@@ -103,7 +101,7 @@ def test_recovers_archive_coefficients_from_float32_spectra(archive_csv, archive
 
 def test_modelled_errors_are_close_to_archive_errors(archive_csv, archive_spectra):
     flux, flux_error = archive_spectra
-    fit = xp_basis.fit_coefficients(flux, flux_error)
+    fit = xp.fit_coefficients(flux, flux_error)
     ratio = fit.errors / _coefficients(archive_csv, "coefficient_errors")
     # Measured: median 0.79, 5-95 % 0.40-1.22; the textbook sqrt(diag((A^T W A)^-1)) gives 1e4-1e6.
     assert 0.6 < np.median(ratio) < 1.25
@@ -125,25 +123,25 @@ def test_error_profile_is_derived_from_the_archive_fixture(shared_dir):
 
 def test_fit_reproduces_library_spectra(library_records):
     flux, flux_error = library_records["flux"], library_records["flux_error"]
-    fit = xp_basis.fit_coefficients(flux, flux_error)
-    resid_over_err = (flux - fit.coefficients @ xp_basis.design_matrix().T) / flux_error
+    fit = xp.fit_coefficients(flux, flux_error)
+    resid_over_err = (flux - fit.coefficients @ xp.design_matrix().T) / flux_error
     # Measured on these rows: median 1.3e-5, largest 2.4e-3 (float32 rounding and a tiny model mismatch).
     assert np.median(np.abs(resid_over_err)) < 1e-3
     assert np.max(np.abs(resid_over_err)) < 0.05
     np.testing.assert_allclose(fit.max_abs_resid_over_err, np.abs(resid_over_err).max(axis=1))
-    n_fitted = xp_basis.fitted_dimensions()
+    n_fitted = xp.fitted_dimensions()
     np.testing.assert_allclose(fit.chi2_reduced, (resid_over_err**2).sum(axis=1) / (343 - n_fitted))
 
 
 def test_fit_rejects_bad_input():
     with pytest.raises(ValueError, match="shape"):
-        xp_basis.fit_coefficients(np.ones((2, 100)), np.ones((2, 100)))
+        xp.fit_coefficients(np.ones((2, 100)), np.ones((2, 100)))
     with pytest.raises(ValueError, match="positive"):
-        xp_basis.fit_coefficients(np.ones((1, 343)), np.zeros((1, 343)))
+        xp.fit_coefficients(np.ones((1, 343)), np.zeros((1, 343)))
 
 
 def test_fit_of_no_star_is_empty():
-    fit = xp_basis.fit_coefficients(np.empty((0, 343)), np.empty((0, 343)))
+    fit = xp.fit_coefficients(np.empty((0, 343)), np.empty((0, 343)))
     assert fit.coefficients.shape == (0, 110)
 
 

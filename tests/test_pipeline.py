@@ -182,7 +182,7 @@ def test_registered_task_and_construction_parameters(model_and_tokenizer):
     assert isinstance(made, StellarParameterPipeline)
     assert set(made(create_test_stars(1)[0])) == {"logg"}  # given at construction
     assert set(made(create_test_stars(1)[0], requests=["jh"])) == {"jh"}  # the call wins
-    with pytest.raises(ValueError, match="batch_size must be positive"):
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         made(create_test_stars(1)[0], batch_size=-1)
 
 
@@ -195,7 +195,7 @@ def test_registered_task_and_construction_parameters(model_and_tokenizer):
         ),
         (
             [{"bprp": 1.0, "bprp_err": -0.1}],
-            "star 0, observation 'bprp': uncertainty -0.1 must be finite and >= 0",
+            "star 0, observation 'bprp_err': uncertainty -0.1 must be finite and >= 0",
         ),
         ([{"bprp": 1.0}, {"bp_rp": 1.0}], "star 1: unknown observation name 'bp_rp'; did you mean 'bprp'?"),
         ([{"bprp": 1.0}, {"teff": 4000.0}], "star 1 has no observations to encode"),

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from datasets_builder.constants import G_ZERO_POINT
+from datasets_builder.constants import G_ZERO_POINT, XP_SAMPLING_NM
+from datasets_builder.xp import XP_NAMES, g_band_flux, sampled_flux, sampled_flux_error
 from stellar_tasks.baselines import XGBoostSettings
 from stellar_tasks.embeddings import neighbour_summary
 from stellar_tasks.extinction import (
@@ -18,7 +19,6 @@ from stellar_tasks.extinction import (
 )
 from stellar_tasks.generation import SPECTRUM_TASKS, predict_spectra, spectrum_summary
 from stellar_tasks.loci import BRANCHES, LOCUS_REQUESTS, Loci, loci_summary, stellar_loci
-from stellar_tasks.spectra import WAVELENGTH_NM, XP_NAMES, g_band_flux, sampled_flux, sampled_flux_error
 from tests.conftest import create_test_model
 from tests.tasks_factory import in_memory_splits
 
@@ -45,10 +45,10 @@ def test_sampled_flux_units_and_shapes(splits):
     coefficients, errors = train.physical(tokenizer, XP_NAMES)
     flux = sampled_flux(coefficients[:5], train.g_mag[:5])
     per_g_flux = sampled_flux(coefficients[:5])
-    assert flux.shape == (5, WAVELENGTH_NM.size) == (5, 343)
+    assert flux.shape == (5, XP_SAMPLING_NM.size) == (5, 343)
     np.testing.assert_allclose(flux, per_g_flux * g_band_flux(train.g_mag[:5])[:, None])
     # The synthetic stars were made from positive spectra of ~1e-16 W m-2 nm-1 mean flux.
-    assert np.all(flux[:, (WAVELENGTH_NM > 400) & (WAVELENGTH_NM < 950)] > 0)
+    assert np.all(flux[:, (XP_SAMPLING_NM > 400) & (XP_SAMPLING_NM < 950)] > 0)
     assert np.mean(flux) == pytest.approx(1e-16, rel=0.05)
     assert np.all(sampled_flux_error(errors[:5]) > 0)
 
@@ -122,9 +122,9 @@ def test_loci_summary_against_a_known_offset():
 @pytest.mark.parametrize("law", sorted(LAWS))
 def test_law_colour_excess_is_zero_at_550_one_at_440_and_falls_to_the_red(law):
     curve = law_curve(law)
-    assert curve[WAVELENGTH_NM == 550][0] == pytest.approx(0.0, abs=1e-12)
-    assert curve[WAVELENGTH_NM == 440][0] == pytest.approx(1.0)
-    red = (WAVELENGTH_NM >= 400) & (WAVELENGTH_NM <= 950)
+    assert curve[XP_SAMPLING_NM == 550][0] == pytest.approx(0.0, abs=1e-12)
+    assert curve[XP_SAMPLING_NM == 440][0] == pytest.approx(1.0)
+    red = (XP_SAMPLING_NM >= 400) & (XP_SAMPLING_NM <= 950)
     assert np.all(np.diff(curve[red]) < 0)
 
 
@@ -132,7 +132,7 @@ def test_colour_excess_removes_grey_term_and_scale():
     import astropy.units as u
     from dust_extinction.parameter_averages import F99
 
-    a_lambda = F99(Rv=3.1)(WAVELENGTH_NM * u.nm)
+    a_lambda = F99(Rv=3.1)(XP_SAMPLING_NM * u.nm)
     # What the G-flux-normalised model sees: k (A_lambda - A_G) per unit A_K.
     np.testing.assert_allclose(
         colour_excess_curve(0.92 * (a_lambda - 0.8) / 0.11), law_curve("F99"), atol=1e-10

@@ -139,7 +139,7 @@ def test_statistics_set_the_normalisation():
         (
             [{"teff": 1.0, "teff_err": 1.0}, {"teff": 1.0, "teff_err": -3.0}],
             None,
-            r"star 1, observation 'teff'.*>= 0",
+            r"star 1, observation 'teff_err': uncertainty .*>= 0",
         ),
         ({"teff": 5000.0}, ["tefff"], r"unknown observation name 'tefff'"),
         ([{"teff": 1.0}, {"jh": math.nan}], None, r"star 1 has no observations"),

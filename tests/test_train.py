@@ -1,7 +1,10 @@
-"""train.py: the sampling rules, resume equality, two processes, the saved folder, and refusals."""
+"""Training (`stellar_tasks.training`, launched as train.py): sampling rules, resume equality, two processes, the saved
+folder, and refusals."""
 
+import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -13,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-import train
+from stellar_tasks import training
 from tests.conftest import REPO_ROOT, create_test_tokenizer
 
 TINY_TRAINING = {
@@ -32,6 +35,8 @@ TINY_TRAINING = {
     "validation_every": 8,
     "log_every": 1,
     "keep_checkpoints": 50,
+    "headline_fraction": 0.3,
+    "ema_decay": 0.9,
 }
 
 
@@ -57,7 +62,7 @@ def _run(dataset: Path, output: Path, config: Path, *extra: str, **popen) -> sub
 
 
 def _losses(output: Path, after: int = 0) -> dict[int, float]:
-    records = [json.loads(line) for line in (output / train.LOG_FILE).read_text().splitlines()]
+    records = [json.loads(line) for line in (output / training.LOG_FILE).read_text().splitlines()]
     return {r["step"]: r["loss"] for r in records if "loss" in r and r["step"] > after}
 
 
@@ -72,10 +77,10 @@ def _random_arrays(tokenizer, n_stars=64, seed=0):
 def test_no_request_is_visible_in_its_own_input():
     tokenizer = create_test_tokenizer()
     values, errors = _random_arrays(tokenizer)
-    config = train.TrainingConfig(requests_per_star=16)
-    weight = np.where(tokenizer._requestable, 1.0, 0.0)
+    config = training.TrainingConfig(requests_per_star=16)
+    weight = np.where(tokenizer.requestable_mask, 1.0, 0.0)
     for seed in range(20):
-        batch = train.sample_batch(tokenizer, values, errors, weight, config, np.random.default_rng(seed))
+        batch = training.sample_batch(tokenizer, values, errors, weight, config, np.random.default_rng(seed))
         for inputs, requests, labels in zip(
             batch["input_ids"], batch["request_ids"], batch["labels"], strict=True
         ):
@@ -89,12 +94,12 @@ def test_no_request_is_visible_in_its_own_input():
 def test_every_requestable_name_can_be_drawn():
     tokenizer = create_test_tokenizer()
     values, errors = _random_arrays(tokenizer, n_stars=256)
-    config = train.TrainingConfig(requests_per_star=8)
-    weight = np.where(tokenizer._requestable, 1.0, 0.0)
+    config = training.TrainingConfig(requests_per_star=8)
+    weight = np.where(tokenizer.requestable_mask, 1.0, 0.0)
     weight[tokenizer.convert_names_to_ids(["teff"])[0]] = 6.0
     drawn = np.zeros(tokenizer.vocab_size, dtype=int)
     for seed in range(30):
-        batch = train.sample_batch(tokenizer, values, errors, weight, config, np.random.default_rng(seed))
+        batch = training.sample_batch(tokenizer, values, errors, weight, config, np.random.default_rng(seed))
         np.add.at(drawn, batch["request_ids"].flatten().numpy(), 1)
     names = tokenizer.convert_ids_to_names(np.flatnonzero(drawn[1:] == 0) + 1)
     assert names == [], f"never drawn: {names}"
@@ -104,12 +109,38 @@ def test_every_requestable_name_can_be_drawn():
 
 
 def test_learning_rate_schedule_warms_up_then_decays():
-    factor = train.get_lr_lambda(train.TrainingConfig(warmup_steps=10, max_steps=110, min_lr_ratio=0.1))
+    factor = training.get_lr_lambda(training.TrainingConfig(warmup_steps=10, max_steps=110, min_lr_ratio=0.1))
     assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
     assert factor(60) == pytest.approx(0.55) and factor(110) == pytest.approx(0.1)
 
 
 @pytest.mark.slow
+def test_headline_batches_show_an_xp_prefix_and_the_colours_only():
+    tokenizer = create_test_tokenizer()
+    values, errors = _random_arrays(tokenizer, n_stars=128)
+    values[:, tokenizer.convert_names_to_ids(["bp0", "rp0"])] = 0.5  # every star has something to show
+    config = training.TrainingConfig(headline_fraction=1.0)
+    weight = np.where(tokenizer.requestable_mask, 1.0, 0.0)
+    order = training.xp_coefficient_order(tokenizer)
+    colours = set(tokenizer.convert_names_to_ids(config.headline_colours))
+    prefixes = set()
+    for seed in range(20):
+        batch = training.sample_batch(tokenizer, values, errors, weight, config, np.random.default_rng(seed))
+        shown = batch["input_ids"][batch["input_ids"] > 0].numpy()
+        xp_shown = shown[order[shown] >= 0]
+        assert set(shown[order[shown] < 0].tolist()) <= colours  # no label, no extinction as an input
+        prefix = order[xp_shown].max() + 1
+        prefixes.add(int(prefix))
+        assert batch["input_ids"].shape[1] <= config.max_input_tokens
+        for inputs, requests in zip(batch["input_ids"], batch["request_ids"], strict=True):
+            asked = requests[requests > 0].numpy()
+            # requests come from what the batch hides: higher orders, labels, extinction
+            assert not set(asked.tolist()) & set(inputs[inputs > 0].tolist())
+            assert ((order[asked] >= prefix) | (order[asked] < 0)).all()
+            assert not set(asked.tolist()) & colours
+    assert max(prefixes) <= 30 and len(prefixes) > 5  # K_max = (64 - 3) // 2: the published BP/RP 0-29
+
+
 def test_killed_run_resumes_with_identical_losses(tiny_dataset, tiny_config, tmp_path):
     straight = _run(tiny_dataset, tmp_path / "straight", tiny_config, "--stop-at-step", "16")
     assert straight.returncode == 0, straight.stderr[-2000:]
@@ -126,7 +157,7 @@ def test_killed_run_resumes_with_identical_losses(tiny_dataset, tiny_config, tmp
         time.sleep(0.01)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    newest = train.checkpoints_in(interrupted)[-1]
+    newest = training.checkpoints_in(interrupted)[-1]
     resumed_from = int(newest.name.split("_")[1])
     assert resumed_from < 16, "the run got too far before the kill to test anything"
     resumed = _run(tiny_dataset, interrupted, tiny_config, "--stop-at-step", "16", "--resume")
@@ -138,6 +169,9 @@ def test_killed_run_resumes_with_identical_losses(tiny_dataset, tiny_config, tmp
     # the log of the killed run may hold steps past its checkpoint; the resumed ones are appended last
     assert sorted(got) == list(range(resumed_from + 1, 17))
     assert got == expected
+    # the saved model is the weight average, restored from the checkpoint with the rest of the state
+    saved = [(run / "model.safetensors").read_bytes() for run in (tmp_path / "straight", interrupted)]
+    assert saved[0] == saved[1]
 
 
 @pytest.mark.slow
@@ -187,16 +221,16 @@ def test_saved_folder_is_hub_ready_and_loads(tiny_dataset, tiny_config, tmp_path
     vocabulary = json.loads((folder / "preprocessor_config.json").read_text())["vocabulary"]
     teff = next(entry for entry in vocabulary if entry["name"] == "teff")
     assert teff["center"] == pytest.approx(stats["teff"]["center"])  # normalisation came with the dataset
-    validation = [json.loads(line) for line in (folder / train.LOG_FILE).read_text().splitlines()]
+    validation = [json.loads(line) for line in (folder / training.LOG_FILE).read_text().splitlines()]
     assert any("validation" in record for record in validation)
 
 
 def test_max_minutes_stops_cleanly_with_a_checkpoint_and_a_model(tiny_dataset, tiny_config, tmp_path):
     result = _run(tiny_dataset, tmp_path / "run", tiny_config, "--max-minutes", "0.0001")
     assert result.returncode == 0, result.stderr[-2000:]
-    records = [json.loads(line) for line in (tmp_path / "run" / train.LOG_FILE).read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "run" / training.LOG_FILE).read_text().splitlines()]
     assert records[-1]["stopped"] == "max_minutes" and records[-1]["step"] < TINY_TRAINING["max_steps"]
-    assert train.checkpoints_in(tmp_path / "run")[-1].name == f"step_{records[-1]['step']}"
+    assert training.checkpoints_in(tmp_path / "run")[-1].name == f"step_{records[-1]['step']}"
     assert (tmp_path / "run" / "model.safetensors").is_file()
 
 
@@ -218,7 +252,7 @@ def test_refuses_to_mix_runs_or_resume_nothing(tiny_dataset, tiny_config, tmp_pa
 
 def test_corrupt_checkpoint_is_named(tiny_dataset, tiny_config, tmp_path):
     assert _run(tiny_dataset, tmp_path / "run", tiny_config, "--stop-at-step", "4").returncode == 0
-    newest = train.checkpoints_in(tmp_path / "run")[-1]
+    newest = training.checkpoints_in(tmp_path / "run")[-1]
     (newest / "model.safetensors").write_bytes(b"not a safetensors file")
     result = _run(tiny_dataset, tmp_path / "run", tiny_config, "--stop-at-step", "8", "--resume")
     assert result.returncode != 0 and f"checkpoint {newest} cannot be loaded" in result.stderr
@@ -231,7 +265,8 @@ def test_dataset_without_needed_columns_is_refused(tmp_path, tiny_config):
         str(folder / "data" / "train-00000.parquet")
     )
     (folder / "meta").mkdir()
-    (folder / "meta" / "stats.json").write_text(json.dumps({"teff": {"center": 4500.0, "scale": 500.0}}))
+    stats = {"teff": {"center": 4500.0, "scale": 500.0, "count": 2, "unit": "K"}}  # load_stats validates
+    (folder / "meta" / "stats.json").write_text(json.dumps(stats))
     result = _run(folder, tmp_path / "run", tiny_config, "--stop-at-step", "1")
     assert result.returncode != 0 and "lacks the columns training needs" in result.stderr
 
@@ -243,9 +278,32 @@ def test_train_fraction_trains_on_a_seeded_share_of_the_train_stars(tiny_dataset
         config.write_text(json.dumps({**TINY_TRAINING, "train_fraction": fraction}))
         result = _run(tiny_dataset, tmp_path / f"run_{fraction}", config, "--stop-at-step", "2")
         assert result.returncode == 0, result.stderr[-2000:]
-        records = [json.loads(line) for line in (tmp_path / f"run_{fraction}" / train.LOG_FILE).open()]
+        records = [json.loads(line) for line in (tmp_path / f"run_{fraction}" / training.LOG_FILE).open()]
         epochs[fraction] = next(r["epoch"] for r in records if r.get("step") == 2 and "epoch" in r)
     # half the stars: an epoch has half the steps, so the same step is twice as far into training
     assert epochs[0.5] / epochs[1.0] == pytest.approx(2.0, rel=0.1)
     with pytest.raises(ValueError, match="train_fraction"):
-        train.TrainingConfig(train_fraction=0.0)
+        training.TrainingConfig(train_fraction=0.0)
+
+
+def test_nll_beta_reaches_the_model_config_and_the_run_record_keeps_its_fields():
+    # Old runs' run_config.json is compared with dataclasses.asdict(config) on --resume: nll_beta stays a field.
+    config = training.TrainingConfig(nll_beta=0.5)
+    assert config.model_config(vocab_size=119).nll_beta == 0.5
+    assert "nll_beta" in {f.name for f in dataclasses.fields(training.TrainingConfig)}
+    overridden = training.TrainingConfig(nll_beta=0.5, model_overrides={"nll_beta": 0.25})
+    assert overridden.model_config(vocab_size=119).nll_beta == 0.25
+
+
+def test_train_py_is_a_leaf():
+    # train.py is the accelerate entry point only; the package and the benchmarks never import it.
+    importers = []
+    for folder in ("modeling_stellar", "datasets_builder", "stellar_tasks", "benchmarks", "space", "tests"):
+        for path in (REPO_ROOT / folder).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            if re.search(r"^\s*(import train\b|from train import)", text, re.MULTILINE):
+                importers.append(str(path.relative_to(REPO_ROOT)))
+    assert importers == []
+    script = (REPO_ROOT / "train.py").read_text(encoding="utf-8")
+    assert "from stellar_tasks.training import main" in script
+    assert len(script.splitlines()) < 60

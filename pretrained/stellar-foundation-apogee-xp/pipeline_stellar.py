@@ -18,12 +18,14 @@ which streams.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import torch
 from transformers import Pipeline
+
+from .tokenization_stellar import is_one_star, request_names
 
 STELLAR_PARAMETERS = ("teff", "logg")
 """Requested by default, with the first of `METALLICITY_NAMES` the vocabulary has."""
@@ -35,6 +37,15 @@ DEFAULT_BATCH_SIZE = 1024
 """Stars per encoder/decoder pass: ~1 MB of activations per star-token batch at d_model 128; CPU-friendly."""
 
 
+def positive_integer(value: Any, argument: str) -> int:
+    """``value`` as an int if it is a whole number >= 1 (bools are not); else ``ValueError`` naming ``argument``.
+
+    The one check of ``batch_size`` and ``chunk_size`` for the pipeline, the catalogue helpers and the CLI."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{argument} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 class StellarParameterPipeline(Pipeline):
     r"""Predict observations of stars (by default Teff, log g and metallicity) with their uncertainties.
 
@@ -42,12 +53,14 @@ class StellarParameterPipeline(Pipeline):
     model's `StarTokenizer`.
 
     Call arguments:
-        inputs: one star (a mapping observation name -> value, plus optional ``<name>_err``, physical units), a
-            list of such mappings, or a columnar table (pandas DataFrame, astropy Table, mapping name -> sequence)
-            with one column per observation name. NaN = not observed.
-        requests (`list[str]`, *optional*): names to predict; default ``teff``, ``logg`` and the vocabulary's
-            metallicity (``fe_h``, else ``m_h``). A requested name is never read as an input.
-        batch_size (`int`, *optional*, defaults to 1024): stars per model pass.
+        inputs: one star (a mapping observation name -> value, plus optional ``<name>_err``, physical units, an
+            astropy table ``Row`` or a pandas ``Series``), a list of such mappings, or a columnar table (pandas
+            DataFrame, astropy Table, mapping name -> sequence) with one column per observation name. NaN, None,
+            ``pd.NA``, ``pd.NaT`` and masked entries = not observed.
+        requests (iterable of `str`, *optional*): names to predict (one name may be given as a bare string);
+            default ``teff``, ``logg`` and the vocabulary's metallicity (``fe_h``, else ``m_h``). A requested name
+            is never read as an input.
+        batch_size (`int`, *optional*, defaults to 1024): stars per model pass, a positive integer.
         ignore_unknown (`bool`, *optional*, defaults to `False`): skip columns that are not observation names
             (identifiers of a table, say) instead of raising.
 
@@ -56,8 +69,11 @@ class StellarParameterPipeline(Pipeline):
         physical unit (std = the model's predicted sigma); for a list or a table, a list of such dicts in input order.
 
     Raises:
-        ValueError: the tokenizer's errors, unchanged: an unknown observation name (with the closest known one), a
-            non-finite value or a negative uncertainty (naming star and observation), a star with nothing to read.
+        ValueError: before any work, a ``batch_size`` that is not a positive integer, or a request that is not a
+            requestable name (naming it); then the tokenizer's errors, unchanged, naming the star and the
+            observation: an unknown observation name (with the closest known one), a value that is not a real
+            number, infinite, physically impossible or far out of the model's range, a negative uncertainty, a
+            duplicated or 2-D column (naming it), a star with nothing to read.
 
     Example:
 
@@ -76,7 +92,7 @@ class StellarParameterPipeline(Pipeline):
 
     def __call__(self, inputs: Any, batch_size: int | None = None, **kwargs) -> dict | list[dict]:
         """See the class docstring. A list of stars is one batch (transformers would run one star at a time)."""
-        batch_size = batch_size or self._batch_size
+        batch_size = self._batch_size if batch_size is None else batch_size
         preprocess, forward, postprocess = self._sanitize_parameters(batch_size=batch_size, **kwargs)
         # Parameters given at construction, overridden by those of this call.
         return self.run_single(
@@ -88,23 +104,21 @@ class StellarParameterPipeline(Pipeline):
 
     def _sanitize_parameters(
         self,
-        requests: Sequence[str] | None = None,
+        requests: str | Iterable[str] | None = None,
         batch_size: int | None = None,
         ignore_unknown: bool | None = None,
     ) -> tuple[dict, dict, dict]:
         preprocess: dict[str, Any] = {}
         forward: dict[str, Any] = {}
         if requests is not None:
-            requests = [requests] if isinstance(requests, str) else list(requests)
-            if not requests or not all(isinstance(name, str) for name in requests):
-                raise ValueError(f"requests must be a non-empty list of observation names, got {requests!r}")
+            requests = request_names([requests] if isinstance(requests, str) else requests)
+            # An unknown or unrequestable name, or none at all: raise now, before any star is read.
+            self.feature_extractor.request_ids_for(requests, 1)
             preprocess["requests"] = requests
         if ignore_unknown is not None:
             preprocess["ignore_unknown"] = ignore_unknown
         if batch_size is not None:
-            if int(batch_size) < 1:
-                raise ValueError(f"batch_size must be positive, got {batch_size}")
-            forward["batch_size"] = int(batch_size)
+            forward["batch_size"] = positive_integer(batch_size, "batch_size")
         return preprocess, forward, {}
 
     def default_requests(self) -> list[str]:
@@ -121,10 +135,9 @@ class StellarParameterPipeline(Pipeline):
         batch = self.feature_extractor(
             inputs, requests=requests or self.default_requests(), ignore_unknown=ignore_unknown
         )
-        single = isinstance(inputs, Mapping) and all(np.ndim(v) == 0 for v in inputs.values())
         return {
             **{key: batch[key] for key in ("input_ids", "input_values", "attention_mask", "request_ids")},
-            "single": single,
+            "single": is_one_star(inputs),
         }
 
     def _forward(self, model_inputs: dict[str, Any], batch_size: int = DEFAULT_BATCH_SIZE) -> dict[str, Any]:

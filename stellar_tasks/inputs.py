@@ -1,0 +1,20 @@
+"""The observation sets the paper's comparisons are made with: the headline inputs and the labels.
+
+Light on purpose (names only): training validates on them, evaluation, embeddings and benchmarks score on them.
+"""
+
+from __future__ import annotations
+
+from datasets_builder.xp import xp_names
+
+__all__ = ["COLOURS", "HEADLINE_INPUTS", "LABELS"]
+
+COLOURS: tuple[str, ...] = ("bprp", "jh", "jk")
+"""Gaia BP - RP and 2MASS J - H, J - Ks [mag]."""
+
+HEADLINE_INPUTS: tuple[str, ...] = xp_names(0, 30) + COLOURS
+"""The published headline inputs (``shared/reference/architecture.md``, "Published results"): BP 0-29, RP 0-29 and
+the three colours, 63 names."""
+
+LABELS: tuple[str, ...] = ("teff", "logg", "fe_h")
+"""The stellar parameters evaluated and validated: Teff [K], log g [dex], [Fe/H] [dex]."""

@@ -1,0 +1,75 @@
+"""The one command, ``stellar-foundation``: its subcommands, the functions behind them, and the public names."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from stellar_tasks import training
+from stellar_tasks.cli import build_parser, main
+from stellar_tasks.hub import RUN_FILES, prepare_model_folder, validate_model_folder
+from tests.conftest import create_test_model, create_test_tokenizer
+
+SUBCOMMANDS = {"build", "train", "evaluate", "predict", "export", "push"}
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return action.choices
+
+
+def test_one_command_with_every_subcommand():
+    assert set(_subparsers(build_parser())) == SUBCOMMANDS
+
+
+def test_train_subcommand_takes_train_py_flags_and_calls_the_same_code():
+    arguments = ["--dataset", "d", "--output", "o", "--resume", "--max-minutes", "1", "--stop-at-step", "3"]
+    through_cli = build_parser().parse_args(["train", *arguments])
+    through_script = training.build_parser().parse_args(arguments)  # what train.py parses
+    assert through_cli.handler is through_script.handler is training.train
+    assert {k: v for k, v in vars(through_cli).items() if k != "command"} == vars(through_script)
+
+
+def test_export_writes_the_hub_ready_folder(tmp_path):
+    run = prepare_model_folder(create_test_model(), create_test_tokenizer(), tmp_path / "run")
+    for name in RUN_FILES:
+        (run / name).write_text(json.dumps({"steps": 1}) + "\n")
+    (run / "checkpoints").mkdir()
+    assert main(["export", str(run), str(tmp_path / "model")]) == 0
+    exported = {p.name for p in (tmp_path / "model").iterdir()}
+    assert set(RUN_FILES) <= exported and "checkpoints" not in exported
+    (tmp_path / "model" / "README.md").write_text("---\npipeline_tag: tabular-regression\n---\n")
+    validate_model_folder(tmp_path / "model")
+
+
+def test_evaluate_needs_a_dataset_or_a_previous_report(tmp_path):
+    with pytest.raises(SystemExit, match="--dataset"):
+        main(["evaluate", "--model", str(tmp_path)])
+
+
+def test_public_readers_are_exported_where_users_look():
+    import datasets_builder
+
+    for name in ("read_gaia_xp", "read_gaia_source", "read_allstar_rows", "load_stats", "load_info"):
+        assert name in datasets_builder.__all__ and callable(getattr(datasets_builder, name))
+
+
+def test_tokenizer_errors_say_which_star_and_name():
+    from modeling_stellar import StarInputError
+
+    tokenizer = create_test_tokenizer()
+    with pytest.raises(StarInputError) as caught:
+        tokenizer.to_arrays([{"teff": 5000.0}, {"teff": float("inf")}])
+    assert (caught.value.star, caught.value.name) == (1, "teff")
+    assert str(caught.value) == f"star 1, {caught.value.reason}" and caught.value.reason.startswith(
+        "observation"
+    )
+    with pytest.raises(StarInputError) as caught:
+        tokenizer.convert_names_to_ids(["tef"], star=2)
+    assert (caught.value.star, caught.value.name) == (2, "tef") and "did you mean 'teff'" in str(caught.value)
+    assert tokenizer.requestable_mask[0] == False and tokenizer.requestable_mask.sum() == len(  # noqa: E712
+        tokenizer.requestable_names
+    )
+    assert tokenizer.scales_of(["teff", "logg"]).tolist() == [500.0, 1.2]

@@ -1,0 +1,249 @@
+"""``stellar-foundation predict`` on HATS catalogues: LSDB partitions on Dask workers give the Parquet path's numbers.
+
+The catalogues are built here with the real `lsdb.from_dataframe` from real rows: the test split of the tiny
+dataset (the real builder on the first 1,500 library rows) and the Gaia archive XP fixtures. Neither has ``ra``/
+``dec``, so each star is placed at the centre of the HEALPix level-12 pixel that its Gaia DR3 ``source_id`` encodes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from astropy.table import QTable, Table
+
+from datasets_builder.gaia_archive import read_gaia_xp
+from stellar_tasks.catalogue import NO_G
+from stellar_tasks.cli import main
+from stellar_tasks.hats import is_hats_catalogue, sky_position_of_source_id, write_hats_catalogue
+from stellar_tasks.hub import prepare_model_folder
+from tests.conftest import REPO_ROOT, create_test_tokenizer
+from tests.test_pipeline import lively_model
+
+lsdb = pytest.importorskip("lsdb")
+distributed = pytest.importorskip("distributed")
+
+PREDICTED = [f"{name}{suffix}" for name in ("teff", "logg", "fe_h") for suffix in ("", "_std")]
+XP_FILES = ("XP_CONTINUOUS_RAW.csv", "XP_CONTINUOUS_RAW_with_missing_BP.csv")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    """A tiny model folder whose answers differ visibly from star to star."""
+    return prepare_model_folder(
+        lively_model(), create_test_tokenizer(), tmp_path_factory.mktemp("model") / "m"
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two worker processes (one thread each), shared by the tests that pass ``--scheduler``."""
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as local:
+        yield local
+
+
+@pytest.fixture(scope="module")
+def test_stars(tiny_dataset, tmp_path_factory) -> tuple[Path, Path]:
+    """The tiny dataset's test split as a Parquet table and as a HATS catalogue of several partitions."""
+    folder = tmp_path_factory.mktemp("stars")
+    table = pa.concat_tables(pq.read_table(path) for path in sorted(tiny_dataset.glob("data/test-*.parquet")))
+    parquet = folder / "test.parquet"
+    pq.write_table(table, parquet)
+    catalogue = write_hats_catalogue(table.to_pandas(), folder / "test_hats", "test", partition_rows=40)
+    return parquet, catalogue
+
+
+@pytest.fixture(scope="module")
+def parquet_prediction(model, test_stars, tmp_path_factory) -> QTable:
+    """What the single-process path writes for the test split."""
+    output = tmp_path_factory.mktemp("reference") / "reference.parquet"
+    predict(test_stars[0], "--model", model, "--output", output)
+    return QTable.read(output)
+
+
+def predict(*arguments) -> None:
+    assert main(["predict", *map(str, arguments)]) == 0
+
+
+def by_source(table, key: str = "gaia_dr3_source_id"):
+    table = QTable(table)
+    table.sort(key)
+    return table
+
+
+def assert_same_predictions(table, reference) -> None:
+    """Same stars, same reasons, same numbers up to float32 rounding (batches hold other stars)."""
+    table, reference = by_source(table), by_source(reference)
+    np.testing.assert_array_equal(table["gaia_dr3_source_id"], reference["gaia_dr3_source_id"])
+    np.testing.assert_array_equal(np.asarray(table["reason"]), np.asarray(reference["reason"]))
+    for name in PREDICTED:
+        assert table[name].unit == reference[name].unit, name
+        np.testing.assert_allclose(
+            table[name].value, reference[name].value, rtol=1e-5, atol=1e-5, err_msg=name
+        )
+
+
+def test_positions_come_from_the_level_12_pixel_in_the_source_id():
+    # Gaia DR3 documentation: source_id // 2**35 is the nested level-12 HEALPix index. The first sub-pixel of a base
+    # pixel is its southern corner: (ra 45, dec 0) for base pixel 0, the south pole for base pixel 11.
+    ra, dec = sky_position_of_source_id(np.array([0, 11 * 4**12 * 2**35 + 12345]))
+    assert ra[0] == pytest.approx(45.0, abs=0.02) and dec[0] == pytest.approx(0.0, abs=0.02)
+    assert dec[1] < -89.9
+
+
+def test_star_catalogue_on_two_workers_gives_the_parquet_path_numbers(
+    model, test_stars, parquet_prediction, tmp_path
+):
+    _, catalogue = test_stars
+    assert is_hats_catalogue(catalogue) and not is_hats_catalogue(test_stars[0])
+    assert lsdb.open_catalog(catalogue).npartitions > 1
+    output = tmp_path / "predicted.parquet"
+    predict(catalogue, "--model", model, "--output", output, "--workers", "2", "--batch-size", "16")
+    table = QTable.read(output)
+    assert table.colnames == ["gaia_dr3_source_id", "apogee_id", "ra", "dec", *PREDICTED, "reason"]
+    assert table["teff"].unit == u.K and table["logg_std"].unit == u.dex
+    assert_same_predictions(table, parquet_prediction)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["predicted.parquet"]  # nothing left behind
+
+
+def test_hats_output_opens_with_lsdb_and_holds_the_same_rows(
+    model, test_stars, parquet_prediction, cluster, tmp_path
+):
+    output = tmp_path / "predicted"
+    predict(test_stars[1], "--model", model, "--output", output, "--scheduler", cluster.scheduler_address)
+    assert is_hats_catalogue(output)
+    catalogue = lsdb.open_catalog(output)
+    properties = catalogue.hc_structure.catalog_info
+    assert (properties.ra_column, properties.dec_column) == ("ra", "dec")
+    assert "teff=K" in (output / "hats.properties").read_text()
+    frame = catalogue.compute(progress_bar=False)
+    table = QTable({"gaia_dr3_source_id": frame["gaia_dr3_source_id"].to_numpy()})
+    for name in PREDICTED:
+        table[name] = frame[name].to_numpy() * parquet_prediction[name].unit
+    table["reason"] = frame["reason"].astype(str).to_numpy()
+    assert_same_predictions(table, parquet_prediction)
+    # the model is loaded once per worker process, whatever the number of partitions
+    from stellar_tasks import hats
+
+    with distributed.Client(cluster.scheduler_address) as client:
+        loaded = client.run(lambda: len(hats._PREDICTORS))
+    assert set(loaded.values()) <= {0, 1} and sum(loaded.values()) >= 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["predicted"]
+
+
+@pytest.fixture(scope="module")
+def archive_sources(shared_dir, tmp_path_factory) -> tuple[Path, Path, Path, int]:
+    """The Gaia archive XP fixtures as an XP catalogue (archive list columns), and a gaia_source table (file and
+    catalogue) giving G to every source but one; returns both, the XP catalogue and that source."""
+    folder = tmp_path_factory.mktemp("archive")
+    rows = {}
+    for name in XP_FILES:
+        xp = read_gaia_xp(shared_dir / "fixtures" / "gaia_archive" / name, correlations=False)
+        for k in range(len(xp)):
+            rows.setdefault(int(xp["source_id"][k]), xp[k])
+    ids = sorted(rows)
+    columns = {"source_id": pa.array(ids, pa.int64())}
+    for band in ("bp", "rp"):
+        for suffix, kind in (("coefficients", pa.float64()), ("coefficient_errors", pa.float32())):
+            cells = [rows[i][f"{band}_{suffix}"] for i in ids]
+            columns[f"{band}_{suffix}"] = pa.array(
+                [None if np.isnan(cell).all() else cell.tolist() for cell in cells], pa.list_(kind)
+            )
+        columns[f"{band}_n_relevant_bases"] = pa.array(
+            [int(rows[i][f"{band}_n_relevant_bases"]) for i in ids]
+        )
+    xp_catalogue = write_hats_catalogue(
+        pa.table(columns).to_pandas(types_mapper=pd.ArrowDtype), folder / "xp", "xp"
+    )
+    without_g = ids[-1]
+    side = Table(
+        rows=[(i, 11.0 + k, 11.6 + k, 10.5 + k) for k, i in enumerate(ids) if i != without_g],
+        names=["source_id", "phot_g_mean_mag", "phot_bp_mean_mag", "phot_rp_mean_mag"],
+    )
+    side_file = folder / "gaia_source.csv"
+    side.write(side_file)
+    side_catalogue = write_hats_catalogue(side.to_pandas(), folder / "gaia_source", "gaia_source")
+    return xp_catalogue, side_file, side_catalogue, without_g
+
+
+@pytest.mark.parametrize("side", ["file", "catalogue"])
+def test_archive_xp_catalogue_with_gaia_source_gives_the_file_path_numbers(
+    model, archive_sources, shared_dir, cluster, tmp_path, side
+):
+    xp_catalogue, side_file, side_catalogue, without_g = archive_sources
+    reference = tmp_path / "reference.ecsv"
+    exports = [shared_dir / "fixtures" / "gaia_archive" / name for name in XP_FILES]
+    predict(*exports, "--gaia-source", side_file, "--model", model, "--output", reference)
+    output = tmp_path / "predicted.ecsv"
+    gaia_source = side_file if side == "file" else side_catalogue
+    predict(xp_catalogue, "--gaia-source", gaia_source, "--model", model, "--output", output,
+            "--scheduler", cluster.scheduler_address)  # fmt: skip
+    expected = Table.read(reference)
+    expected = expected[np.unique(np.asarray(expected["gaia_dr3_source_id"]), return_index=True)[1]]
+    table = QTable.read(output)
+    for t in (table, expected):
+        t["reason"] = np.ma.filled(t["reason"], "")
+    assert_same_predictions(table, QTable(expected))
+    no_g = np.asarray(by_source(table)["gaia_dr3_source_id"]) == without_g
+    assert list(np.asarray(by_source(table)["reason"])[no_g]) == [NO_G]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_with_the_partitions_it_had_written(
+    model, test_stars, parquet_prediction, tmp_path
+):
+    """SIGKILL to the whole command (client, scheduler and both workers) once a partition is written; the same
+    command again predicts only the other partitions, and the table is the one an uninterrupted run writes."""
+    parquet, _ = test_stars
+    stars = pq.read_table(parquet).to_pandas()
+    catalogue = write_hats_catalogue(stars, tmp_path / "stars", "stars", partition_rows=10)
+    output = tmp_path / "predicted.parquet"
+    command = [sys.executable, "-m", "stellar_tasks.cli", "predict", str(catalogue), "--model", str(model),
+               "--output", str(output), "--workers", "2", "--batch-size", "4"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    done = tmp_path / ".predicted.parquet.partial.tmp" / "catalogue" / "done"
+    run = subprocess.Popen(command, env=env, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while (
+            not (done.is_dir() and any(done.iterdir())) and run.poll() is None and time.monotonic() < deadline
+        ):
+            time.sleep(0.02)
+        assert run.poll() is None, (
+            "the run ended before a partition was written: " + run.stderr.read()[-2000:]
+        )
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+    assert not output.exists()
+
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    written, total = (int(word) for word in resumed.stderr.split("resuming: ")[1].split()[:3:2])
+    assert 1 <= written <= total == lsdb.open_catalog(catalogue).npartitions
+    assert_same_predictions(QTable.read(output), parquet_prediction)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["predicted.parquet", "stars"]
+
+
+def test_refusals(model, test_stars, tmp_path, capsys):
+    catalogue = test_stars[1]
+    refusals = {
+        "must be the only input": [catalogue, test_stars[0], "--output", tmp_path / "out.parquet"],
+        "or be a folder (no suffix) for a HATS catalogue": [catalogue, "--output", tmp_path / "out.txt"],
+    }
+    for message, arguments in refusals.items():
+        assert main(["predict", *map(str, arguments), "--model", str(model)]) == 1
+        assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

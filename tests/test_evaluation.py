@@ -35,7 +35,7 @@ def model(splits):
 def test_input_settings_are_the_papers():
     settings = {s.key: s.inputs for s in INPUT_SETTINGS}
     assert list(settings) == ["a", "b", "c", "d", "e"]
-    assert list(settings["a"]) == HEADLINE_INPUTS
+    assert list(settings["a"]) == list(HEADLINE_INPUTS)
     assert len(settings["b"]) == 13 and {"bp4", "rp4", "bprp", "jh", "jk"} <= set(settings["b"])
     assert len(settings["c"]) == 60 and "bp24" not in settings["c"] and {"bp25", "rp54"} <= set(settings["c"])
     assert len(settings["d"]) == 113

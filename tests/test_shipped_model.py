@@ -61,11 +61,16 @@ SCORER = textwrap.dedent(
 )
 
 
+MODEL_FOLDERS = sorted(path.parent for path in (REPO_ROOT / "pretrained").glob("*/config.json"))
+"""Every committed model folder (the shipped one and candidates): each carries the remote code."""
+
+
+@pytest.mark.parametrize("folder", MODEL_FOLDERS, ids=lambda folder: folder.name)
 @pytest.mark.parametrize("name", REMOTE_CODE)
-def test_remote_code_copies_are_the_package_files(name):
+def test_remote_code_copies_are_the_package_files(name, folder):
     # `make train` / `stellar-foundation export` write these copies; an edit of modeling_stellar/ must be re-exported.
-    assert (SHIPPED / name).read_bytes() == (REPO_ROOT / "modeling_stellar" / name).read_bytes(), (
-        f"{SHIPPED / name} differs from modeling_stellar/{name}: re-copy it (stellar-foundation export)"
+    assert (folder / name).read_bytes() == (REPO_ROOT / "modeling_stellar" / name).read_bytes(), (
+        f"{folder / name} differs from modeling_stellar/{name}: re-copy it (stellar-foundation export)"
     )
 
 

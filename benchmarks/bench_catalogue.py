@@ -6,7 +6,8 @@ Parquet table and as a HATS catalogue of the same rows (positions from the level
 Rows, all stars/s on the same CPU threads:
 
     * command (float32 / bfloat16): ``stellar-foundation predict TABLE.parquet --model M --output OUT.parquet
-      [--precision bfloat16]``, timed as a user would -- the whole process, from start to exit;
+      [--precision bfloat16]`` (bfloat16: a bfloat16 copy of the model), timed as a user would -- the whole process,
+      from start to exit;
     * lsdb (1 / 2 workers): ``stellar-foundation predict CATALOGUE --workers N --output OUT.parquet``, whole process;
     * xgboost: ``Booster.inplace_predict`` on the same rows' 63 features (``--xgb-trees`` rounds per target, depth
       ``--xgb-depth``, trained here on ``--xgb-train-stars`` train stars: its speed depends on the trees' number
@@ -95,8 +96,9 @@ def stage_seconds(parquet: Path, model: str, batch_size: int, repeats: int) -> d
 
     def model_pass(precision: str):
         def run():
-            with model_precision(precision, "cpu"):
-                return predict_arrays(network, tokenizer, shown, errors, list(LABELS), batch_size)
+            # the bfloat16 copy is made on each call, as the command makes it per chunk
+            runner = model_precision(network, precision)
+            return predict_arrays(runner, tokenizer, shown, errors, list(LABELS), batch_size)
 
         return run
 

@@ -5,7 +5,8 @@ that produced it; XGBoost's anchor beside it.
     python benchmarks/bench_time_to_accuracy.py --run runs/stellar-foundation-apogee-xp --dataset data/apogee-gaia-xp
 
 Writes benchmarks/results/time_to_accuracy.csv. The minutes are wall-clock minutes of that run on its
-machine (training_facts.json says which), including validation and checkpoint writes.
+machine (training_facts.json says which), including validation and checkpoint writes. Several ``--run`` folders are
+a chain of warm restarts (``init_from``), in order: each one's steps and minutes continue from the previous one's end.
 """
 
 from __future__ import annotations
@@ -72,26 +73,36 @@ def checkpoint_weights(checkpoint: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", required=True, help="train.py output folder with checkpoints/ and its log")
+    parser.add_argument(
+        "--run",
+        required=True,
+        nargs="+",
+        help="train.py output folders (checkpoints/, log), in training order",
+    )
     parser.add_argument("--dataset", required=True)
     args = parser.parse_args()
-    run = Path(args.run)
-    tokenizer = StarTokenizer.from_pretrained(run)
-    config = StellarConfig.from_pretrained(run)
-    arrays = headline_test_arrays(tokenizer, load_dataset(args.dataset, split="test").with_format("numpy")[:])
-    minutes = {}
-    for line in (run / training.LOG_FILE).read_text().splitlines():
-        record = json.loads(line)
-        if "minutes" in record:
-            minutes[record["step"]] = record["minutes"]
-    rows = []
-    for checkpoint in training.checkpoints_in(run):
-        step = int(checkpoint.name.split("_")[1])
-        model = StellarForObservationPrediction(config)
-        model.load_state_dict(checkpoint_weights(checkpoint))
-        row = {"step": step, "minutes": round(minutes.get(step, np.nan), 2)}
-        rows.append({**row, **headline_test_scatter(model, tokenizer, arrays)})
-        print(rows[-1], flush=True)
+    rows, steps_before, minutes_before = [], 0, 0.0
+    for run in map(Path, args.run):
+        tokenizer = StarTokenizer.from_pretrained(run)
+        config = StellarConfig.from_pretrained(run)
+        arrays = headline_test_arrays(
+            tokenizer, load_dataset(args.dataset, split="test").with_format("numpy")[:]
+        )
+        minutes = {}
+        for line in (run / training.LOG_FILE).read_text().splitlines():
+            record = json.loads(line)
+            if "minutes" in record:
+                minutes[record["step"]] = record["minutes"]
+        for checkpoint in training.checkpoints_in(run):
+            step = int(checkpoint.name.split("_")[1])
+            model = StellarForObservationPrediction(config)
+            model.load_state_dict(checkpoint_weights(checkpoint))
+            row = {"run": run.name, "step": steps_before + step}
+            row["minutes"] = round(minutes_before + minutes.get(step, np.nan), 2)
+            rows.append({**row, **headline_test_scatter(model, tokenizer, arrays)})
+            print(rows[-1], flush=True)
+        facts = json.loads((run / training.FACTS_FILE).read_text())
+        steps_before, minutes_before = steps_before + facts["steps"], minutes_before + facts["train_minutes"]
     write_results(RESULTS, rows)
 
 

@@ -48,7 +48,7 @@ TAGS = [
     "transformer",
 ]
 
-LABEL_NAMES = {"teff": "Teff", "logg": "log g", "fe_h": "[Fe/H]"}
+LABEL_NAMES = {"teff": "Teff", "logg": "log g", "fe_h": "[Fe/H]", "alpha_m": "[alpha/M]"}
 
 
 def _finite(value) -> bool:

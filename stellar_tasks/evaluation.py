@@ -58,11 +58,13 @@ INPUT_SETTINGS: tuple[InputSetting, ...] = (
 
 @dataclass(frozen=True)
 class LabelPredictions:
-    """Model and XGBoost predictions of `LABELS` for the test stars, physical units, each (n_test, 3).
+    """Model and XGBoost predictions of ``labels`` for the test stars, physical units, each (n_test, n_labels).
 
     Attributes
     ----------
     setting : InputSetting
+    labels : tuple of str
+        The predicted labels, in column order (`LABELS` first: the populations select on their columns 0-2).
     truth, truth_error : numpy.ndarray
         The test labels and their measurement errors (0 = unknown).
     model_mean, model_std : numpy.ndarray
@@ -74,6 +76,7 @@ class LabelPredictions:
     """
 
     setting: InputSetting
+    labels: tuple[str, ...]
     truth: np.ndarray
     truth_error: np.ndarray
     model_mean: np.ndarray
@@ -118,7 +121,9 @@ def predict_labels(
         physical, _ = tokenizer.decode(np.broadcast_to(label_ids, standardised.shape), standardised)
         xgboost[:, columns] = np.where(usable[:, None], physical, np.nan)
         records.update({label: {**record, "inputs": len(inputs)} for label in requested})
-    return LabelPredictions(setting, truth, truth_error, model_mean, model_std, xgboost, records)
+    return LabelPredictions(
+        setting, tuple(labels), truth, truth_error, model_mean, model_std, xgboost, records
+    )
 
 
 def _rows(
@@ -127,7 +132,7 @@ def _rows(
     """Metric rows (model and XGBoost, every label) over the stars in ``select``."""
     rows = []
     units = tokenizer.units
-    for j, label in enumerate(LABELS):
+    for j, label in enumerate(predictions.labels):
         truth = np.where(select, predictions.truth[:, j], np.nan)
         common = {**extra, "setting": predictions.setting.key, "label": label, "unit": units[label]}
         model = score(

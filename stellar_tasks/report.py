@@ -37,6 +37,7 @@ from .embeddings import neighbour_summary
 from .evaluation import INPUT_SETTINGS, assess_goals, parameter_rows, population_rows, predict_labels
 from .extinction import extinction_curve, extinction_summary
 from .generation import SPECTRUM_TASKS, predict_spectra, spectrum_summary
+from .inputs import REPORT_LABELS
 from .loci import loci_summary, stellar_loci
 from .plots import (
     plot_calibration,
@@ -149,7 +150,7 @@ def run_report(
     parameters, label_predictions = [], {}
     for setting in INPUT_SETTINGS:
         with progress.step(f"stellar parameters, setting ({setting.key})"):
-            predictions = predict_labels(model, tokenizer, train, test, setting, budget.labels)
+            predictions = predict_labels(model, tokenizer, train, test, setting, budget.labels, REPORT_LABELS)
             label_predictions[setting.key] = predictions
             parameters += parameter_rows(predictions, tokenizer)
     results["parameters"] = parameters

@@ -107,6 +107,9 @@ class TrainingConfig:
     # The loss (`StellarConfig.nll_beta`, where its choice is explained), passed to the model's config: 0 is the
     # published Gaussian NLL.
     nll_beta: float = 0.0
+    # A saved model folder whose weights start this run (a warm restart: a fresh schedule and optimiser on
+    # trained weights, as SGDR restarts); "" starts from random weights. Its architecture must be this run's.
+    init_from: str = ""
     # --- bookkeeping
     validation_fraction: float = 0.05  # of the train split, held out by a seeded draw; never the test split
     # fraction of the remaining train stars trained on (a seeded draw): below 1 only for data-scaling studies
@@ -325,6 +328,8 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
     request_weight = request_weights(tokenizer, config)
 
     model = StellarForObservationPrediction(config.model_config(tokenizer.vocab_size))
+    if config.init_from:
+        load_initial_weights(model, Path(config.init_from))
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=config.adam_betas
     )
@@ -427,11 +432,34 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
     return output
 
 
+def load_initial_weights(model: StellarForObservationPrediction, folder: Path) -> None:
+    """Copy the weights of the saved model ``folder`` into ``model``; refuse a different architecture."""
+    started = StellarForObservationPrediction.from_pretrained(str(folder))
+    for key in (
+        "d_model",
+        "vocab_size",
+        "encoder_attention_heads",
+        "encoder_ffn_dims",
+        "decoder_attention_heads",
+        "decoder_ffn_dims",
+        "head_hidden_dims",
+    ):
+        if getattr(started.config, key) != getattr(model.config, key):
+            raise ValueError(
+                f"init_from {folder}: {key} is {getattr(started.config, key)}, this run's is "
+                f"{getattr(model.config, key)}"
+            )
+    model.load_state_dict(started.state_dict())
+
+
 def guard_output_folder(output: Path, run_record: dict, resume: bool) -> None:
     """Refuse to mix runs: an output folder holding another run's settings is an error, never overwritten."""
     record_file = output / RUN_FILE
     if record_file.exists():
         previous = json.loads(record_file.read_text())
+        # settings added since that run started count at their defaults: a run of an older version resumes
+        defaults = json.loads(json.dumps(dataclasses.asdict(TrainingConfig())))
+        previous["training"] = {**defaults, **previous.get("training", {})}
         if previous != run_record:
             raise ValueError(
                 f"{output} holds another run (its {RUN_FILE} differs from these settings); "
@@ -535,6 +563,9 @@ def save_model_folder(model, tokenizer, output: Path, run_record: dict, step: in
         "hardware": describe_hardware(),
         "parameters": model.num_parameters(),
     }
+    init_from = run_record["training"]["init_from"]
+    if init_from and (Path(init_from) / FACTS_FILE).is_file():  # a warm restart keeps its history
+        facts["initialised_from"] = json.loads((Path(init_from) / FACTS_FILE).read_text())
     atomic_write(output / FACTS_FILE, json.dumps(facts, indent=2))
 
 
@@ -561,6 +592,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     parser.add_argument("--max-steps", type=int, default=None, help="override the config's max_steps")
     parser.add_argument(
+        "--init-from",
+        default=None,
+        help="override the config's init_from (a saved model folder to warm-start from)",
+    )
+    parser.add_argument(
         "--stop-at-step",
         type=int,
         default=None,
@@ -573,7 +609,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 def train(args: argparse.Namespace) -> Path:
     """Run training for parsed `build_parser` arguments; returns the run folder."""
-    config = TrainingConfig.from_json(args.config, max_steps=args.max_steps)
+    config = TrainingConfig.from_json(args.config, max_steps=args.max_steps, init_from=args.init_from)
     return training_function(config, args)
 
 

@@ -43,6 +43,7 @@ def _results() -> dict:
             "median_scatter_ratio_signal": 0.75,
             "model": {"flux": {"chi2_reduced": 12.5}},
             "xgboost": {"flux": {"chi2_reduced": 15.25}},
+            "beats_xgboost": True,
         }
     ]
     branch = {"median_abs_delta_teff": 43.21, "logg_range": [1.0, 3.5]}
@@ -117,7 +118,28 @@ def test_body_carries_facts_results_usage_and_citation(model_dir):
     assert "43.2 K on the giant branch" in card and "0.0712 from Fitzpatrick (1999)" in card
     assert "  - logg: |z std - 1| <= 0.1 (measured 1.31)" in card  # an unmet goal is a limitation
     assert "teff: scatter <= 0.85" not in card  # a met goal is not
+    assert "Spectrum tasks where XGBoost does better" not in card  # the fixture's spectra all beat it
     assert "2308.10944" in card and "Leung" in card
+
+
+def test_warm_restart_card_tells_the_run_it_started_from(model_dir):
+    facts_file = model_dir / "training_facts.json"
+    first = json.loads(facts_file.read_text())
+    restart = {**first, "steps": 3000, "train_minutes": 20.0, "initialised_from": first}
+    facts_file.write_text(json.dumps(restart))
+    card = render_model_card(model_dir, _results())
+    assert "| steps trained | 3000 |" in card and "| training time | 20 minutes |" in card
+    assert "(8000 steps, learning rate 0.001, 71.5 minutes on CPU, 2 cores, torch 2.13)" in card
+    facts_file.write_text(json.dumps(first))
+    assert "| started from |" not in render_model_card(model_dir, _results())
+
+
+def test_a_spectrum_task_lost_to_xgboost_is_a_limitation(model_dir):
+    results = _results()
+    results["spectra"][0] |= {"beats_xgboost": False, "model": {"flux": {"chi2_reduced": 250.5}}}
+    card = render_model_card(model_dir, results)
+    limitations = card.split("## Limitations")[1]
+    assert "Teff, log g, [Fe/H] -> all 110 XP coefficients: chi2 250 against XGBoost's 15.2" in limitations
 
 
 def test_missing_training_facts_say_so(model_dir):

@@ -55,8 +55,12 @@ def test_report_files(report_run):
 
 def test_results_cover_every_task(report_run):
     _, _, results = report_run
-    assert len(results["parameters"]) == 5 * 3 * 2
+    assert (
+        len(results["parameters"]) == 5 * 4 * 2
+    )  # settings x (Teff, log g, [Fe/H], [alpha/M]) x (model, XGBoost)
     assert {r["setting"] for r in results["parameters"]} == set("abcde")
+    assert {r["label"] for r in results["parameters"]} == {"teff", "logg", "fe_h", "alpha_m"}
+    assert {r["label"] for r in results["populations"]} == {"teff", "logg", "fe_h", "alpha_m"}
     assert len(results["goals"]) == 9
     assert [s["task"] for s in results["spectra"]] == [
         "parameters",

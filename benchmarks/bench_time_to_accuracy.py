@@ -81,13 +81,12 @@ def main() -> None:
     )
     parser.add_argument("--dataset", required=True)
     args = parser.parse_args()
+    test = load_dataset(args.dataset, split="test").with_format("numpy")[:]
     rows, steps_before, minutes_before = [], 0, 0.0
     for run in map(Path, args.run):
         tokenizer = StarTokenizer.from_pretrained(run)
         config = StellarConfig.from_pretrained(run)
-        arrays = headline_test_arrays(
-            tokenizer, load_dataset(args.dataset, split="test").with_format("numpy")[:]
-        )
+        arrays = headline_test_arrays(tokenizer, test)
         minutes = {}
         for line in (run / training.LOG_FILE).read_text().splitlines():
             record = json.loads(line)

@@ -45,6 +45,7 @@ from stellar_tasks.catalogue import (
     PRECISIONS,
     REASON_COLUMN,
     iter_file_chunks,
+    model_precision,
     predict_chunk,
     write_table,
 )
@@ -73,6 +74,7 @@ def predict(args: argparse.Namespace) -> Path | None:
     if output.exists() and not args.overwrite:
         raise SystemExit(f"{output} exists: pass --overwrite to replace it")
     predictor = pipeline(model=args.model, trust_remote_code=True, device=state.device)
+    predictor.model = model_precision(predictor.model, args.precision)  # cast once, not per chunk
     requests = args.requests or predictor.default_requests()
     names = predictor.feature_extractor.observation_names
     side = read_gaia_source(args.gaia_source) if args.gaia_source else None

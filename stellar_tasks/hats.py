@@ -48,6 +48,7 @@ from stellar_tasks.catalogue import (
     OUTPUT_FORMATS,
     REASON_COLUMN,
     archive_chunk,
+    model_precision,
     predict_chunk,
     write_table,
 )
@@ -193,14 +194,15 @@ class PartitionJob:
     positions: tuple[str, ...]
 
 
-_PREDICTORS: dict[tuple[str, int | None], object] = {}
+_PREDICTORS: dict[tuple[str, int | None, str], object] = {}
 _LOADING = threading.Lock()
 
 
-def _worker_predictor(model: str, threads: int | None):
-    """The ``tabular-regression`` pipeline of ``model``, loaded on the first partition of this process only."""
+def _worker_predictor(model: str, threads: int | None, precision: str):
+    """The ``tabular-regression`` pipeline of ``model`` in ``precision``, loaded (and cast) on the first partition of
+    this process only."""
     with _LOADING:
-        key = (model, threads)
+        key = (model, threads, precision)
         if key not in _PREDICTORS:
             import torch
             from transformers import pipeline
@@ -208,7 +210,9 @@ def _worker_predictor(model: str, threads: int | None):
             if threads is not None:
                 torch.set_num_threads(threads)
             device = "cuda" if torch.cuda.is_available() else "cpu"
-            _PREDICTORS[key] = pipeline(model=model, trust_remote_code=True, device=device)
+            predictor = pipeline(model=model, trust_remote_code=True, device=device)
+            predictor.model = model_precision(predictor.model, precision)
+            _PREDICTORS[key] = predictor
         return _PREDICTORS[key]
 
 
@@ -233,7 +237,7 @@ def predict_partition(frame, job: PartitionJob, gaia_source=None):
 
     chunk = _archive_table(frame, gaia_source) if job.archive else _star_table(frame, job.columns)
     if len(frame):
-        predictor = _worker_predictor(job.model, job.threads)
+        predictor = _worker_predictor(job.model, job.threads, job.precision)
         predicted = predict_chunk(predictor, chunk, list(job.requests), job.batch_size, job.precision)
     else:  # lsdb and dask hand out empty partitions too; no model is needed for them
         predicted = Table({name: chunk[name] for name in ID_COLUMNS if name in chunk.colnames})

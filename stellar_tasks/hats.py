@@ -433,7 +433,7 @@ def predict_catalogue(args: argparse.Namespace) -> Path:
             )
             meta = predict_partition(catalogue.meta, partition_job, side)
             predicted = catalogue.map_partitions(predict_partition, partition_job, side, meta=meta)
-            done = _done_partitions(written)
+            done = _clear_unfinished_partitions(written)
             if done:
                 print(
                     f"resuming: {done} of {predicted.npartitions} partitions already written", file=sys.stderr
@@ -511,11 +511,21 @@ def _prepare_staging(staging: Path, job: dict, overwrite: bool) -> None:
     record.write_text(json.dumps(job, indent=1))
 
 
-def _done_partitions(written: Path) -> int:
-    """Partitions a previous, killed run has written (lsdb's per-partition ``done`` markers)."""
-    from lsdb.io.to_hats import DONE_DIR_NAME
+def _clear_unfinished_partitions(written: Path) -> int:
+    """How many partitions a previous, killed run has written (lsdb's per-partition ``done`` markers).
 
-    return len(list((written / DONE_DIR_NAME).glob("*_done"))) if written.is_dir() else 0
+    lsdb writes a partition's count histogram, then its ``done`` marker, and on resume reads every histogram: a run
+    killed between the two (or during the histogram's write) leaves a histogram without a marker, which lsdb refuses
+    or fails to read. Those histograms are removed here, so their partitions are simply written again."""
+    from lsdb.io.to_hats import DONE_DIR_NAME, HISTOGRAM_DIR_NAME
+
+    if not written.is_dir():
+        return 0
+    done = {path.name.removesuffix("_done") for path in (written / DONE_DIR_NAME).glob("*_done")}
+    for histogram in (written / HISTOGRAM_DIR_NAME).glob("*_histogram.npz"):
+        if histogram.name.removesuffix("_histogram.npz") not in done:
+            histogram.unlink()
+    return len(done)
 
 
 def _with_units(frame, tokenizer, requests: list[str]):

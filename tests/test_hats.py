@@ -205,7 +205,8 @@ def test_killed_run_resumes_with_the_partitions_it_had_written(
     model, test_stars, parquet_prediction, tmp_path
 ):
     """SIGKILL to the whole command (client, scheduler and both workers) once a partition is written; the same
-    command again predicts only the other partitions, and the table is the one an uninterrupted run writes."""
+    command again predicts only the other partitions (a half-written histogram of an unfinished one is dropped), and
+    the table is the one an uninterrupted run writes."""
     parquet, _ = test_stars
     stars = pq.read_table(parquet).to_pandas()
     catalogue = write_hats_catalogue(stars, tmp_path / "stars", "stars", partition_rows=10)
@@ -228,6 +229,13 @@ def test_killed_run_resumes_with_the_partitions_it_had_written(
         os.killpg(run.pid, signal.SIGKILL)
         run.wait()
     assert not output.exists()
+    # a kill while a partition's count histogram is written, before its done marker, leaves a truncated file
+    finished = {path.name.removesuffix("_done") for path in done.iterdir()}
+    pixels = [f"{pixel.order}_{pixel.pixel}" for pixel in lsdb.open_catalog(catalogue).get_healpix_pixels()]
+    unfinished = [name for name in pixels if name not in finished]
+    assert unfinished, "every partition was written before the kill"
+    (done.parent / "hists").mkdir(exist_ok=True)
+    (done.parent / "hists" / f"{unfinished[0]}_histogram.npz").write_bytes(b"PK\x03\x04")
 
     resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -128,6 +128,10 @@ def render_model_card(
         datasets=[dataset_id],
         eval_results=_eval_results(results, dataset_id),
     )
+    earlier_stages, stage = [], facts
+    while "initialised_from" in stage:  # a warm restart's facts nest those of the run it started from
+        stage = stage["initialised_from"]
+        earlier_stages.insert(0, stage)
     paired: dict[tuple, dict] = {}
     for row in results["parameters"]:
         paired.setdefault((row["setting"], row["label"]), {})[row["method"]] = row
@@ -141,6 +145,7 @@ def render_model_card(
         config=config,
         facts=facts,
         training=facts.get("training", {}),
+        earlier_stages=earlier_stages,
         results=results,
         parameter_pairs=[
             {"setting": setting, "label": LABEL_NAMES.get(label, label), **pair}

@@ -23,6 +23,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,11 +39,12 @@ from tqdm.auto import tqdm
 import modeling_stellar
 from datasets_builder.atomic import atomic_write, move_into_place
 from datasets_builder.layout import load_stats
-from datasets_builder.xp import xp_order
+from datasets_builder.xp import sampled_flux, sampled_flux_error, xp_order
 from modeling_stellar import StarTokenizer, StellarConfig, StellarForObservationPrediction
 
 from .calibration import fit_sigma_scales
 from .data import validation_mask
+from .generation import SPECTRUM_TASKS
 from .hub import RUN_FILES, prepare_model_folder
 from .inputs import HEADLINE_INPUTS, LABELS
 
@@ -61,6 +63,8 @@ DEFAULT_VOCABULARY = Path(modeling_stellar.__file__).resolve().parent / "vocabul
 CHECKPOINT_DIR = "checkpoints"
 RUN_FILE = "run_config.json"
 FACTS_FILE, LOG_FILE = RUN_FILES  # training_facts.json, train_log.jsonl: what the model folder takes along
+GENERATION_TASK = next(task for task in SPECTRUM_TASKS if task.key == "parameters_colours")
+"""The spectrum task the hold-out scores (`validate`): the one users compare with XGBoost."""
 
 
 @dataclass
@@ -91,6 +95,11 @@ class TrainingConfig:
     # names it hides (labels, extinction, higher orders). The other batches follow the two modes above.
     headline_fraction: float = 0.0
     headline_colours: list = field(default_factory=lambda: ["bprp", "jh", "jk"])
+    # In this fraction of batches no XP coefficient is an input, as when users generate spectra: every star shows
+    # k of its other observations (labels, colours, extinction; k uniform in 1..their number, a shuffled subset)
+    # and its requests are drawn with equal weights among the rest, so mostly XP coefficients and now and then a
+    # label (the loci: Teff from log g and [Fe/H]). The other batches follow the modes above.
+    spectra_fraction: float = 0.0
     # --- optimisation
     batch_size: int = 256  # stars per process per optimiser step (before accumulation)
     gradient_accumulation_steps: int = 1
@@ -135,6 +144,11 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.train_fraction <= 1.0:
             raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
+        if self.headline_fraction + self.spectra_fraction > 1.0:
+            raise ValueError(
+                f"headline_fraction + spectra_fraction must be at most 1, got {self.headline_fraction} + "
+                f"{self.spectra_fraction}"
+            )
 
     def model_config(self, vocab_size: int) -> StellarConfig:
         """The model's config: the preset, ``vocab_size``, the loss choice ``nll_beta``, then the overrides."""
@@ -184,19 +198,27 @@ def sample_batch(
     observed = np.isfinite(values)
     observed[:, 0] = False
     xp_order = xp_coefficient_order(tokenizer)
-    # One of three input modes for the whole batch (see `TrainingConfig`): headline, XP prefix, or free.
+    # One of four input modes for the whole batch (see `TrainingConfig`): headline, spectra, XP prefix, or free.
     mode_draw = rng.random()
     headline = mode_draw < config.headline_fraction
+    spectra = not headline and mode_draw < config.headline_fraction + config.spectra_fraction
     shown = np.ones(vocab, dtype=bool)  # names that may be inputs at all in this batch
     if headline:
         colours = tokenizer.convert_names_to_ids(config.headline_colours)
         max_order = (config.max_input_tokens - len(colours)) // 2
         shown = (xp_order >= 0) & (xp_order < rng.integers(1, max_order + 1))
         shown[colours] = True
+    elif spectra:
+        shown = xp_order < 0
+        request_weight = np.where(request_weight > 0, 1.0, 0.0)
     n_observed = observed.sum(1)
     # Gumbel top-k: sampling without replacement with probabilities proportional to the weights.
     gumbel = -np.log(-np.log(rng.uniform(1e-12, 1.0, size=(batch, vocab))))
     drawable = observed & (request_weight > 0) & ~(shown if headline else False)
+    if (
+        spectra
+    ):  # a random one of each star's shown observations is never requested: no star is left without input
+        drawable[np.arange(batch), np.argmax(np.where(observed & shown, gumbel, -np.inf), axis=1)] = False
     request_key = np.where(
         drawable, np.log(np.where(request_weight > 0, request_weight, 1.0)) + gumbel, -np.inf
     )
@@ -212,9 +234,12 @@ def sample_batch(
     # Shuffle (random order keys), crop to context, drop a random tail; or show an XP prefix.
     order_key = rng.uniform(size=(batch, vocab))
     n_keep = rng.integers(config.min_input_tokens, config.max_input_tokens + 1)
+    other_modes = config.headline_fraction + config.spectra_fraction
     if headline:
         n_keep = config.max_input_tokens
-    elif mode_draw < config.headline_fraction + (1 - config.headline_fraction) * config.xp_prefix_fraction:
+    elif spectra:
+        n_keep = rng.integers(1, int(shown[1:].sum()) + 1)
+    elif mode_draw < other_modes + (1 - other_modes) * config.xp_prefix_fraction:
         keep &= xp_order < rng.integers(1, xp_order.max() + 2)  # non-XP names have order -1: always kept
         n_keep = config.max_input_tokens
     position = np.argsort(np.argsort(np.where(keep, order_key, np.inf), axis=1), axis=1)
@@ -359,6 +384,9 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
     progress = tqdm(total=stop_step, initial=step, disable=not accelerator.is_main_process, desc="training")
     window = {"loss": 0.0, "steps": 0, "stars": 0, "targets": 0, "t0": time.monotonic()}
     stop_reason = "max_steps"
+    if config.init_from and step == 0:  # the starting weights' scores: what the restart must improve on
+        write_log(log, {"step": 0, "minutes": 0.0,
+                        "validation": validate(accelerator, model, tokenizer, values, errors, valid_loader)})  # fmt: skip
     model.train()
     while step < stop_step and stop_reason == "max_steps":
         epoch = step // steps_per_epoch
@@ -510,22 +538,54 @@ def save_checkpoint(accelerator: Accelerator, output: Path, step: int, keep: int
 
 @torch.no_grad()
 def validate(accelerator, model, tokenizer, values, errors, valid_loader) -> dict[str, float]:
-    """Scatter (mad_std, physical units) of Teff, log g, [Fe/H] on the hold-out, from the headline inputs."""
+    """The hold-out's scores: scatter (mad_std, physical units) of Teff, log g, [Fe/H] from the headline inputs,
+    and ``spectra_flux_chi2``, the reduced chi-square of the sampled flux generated from parameters + colours
+    (`GENERATION_TASK`) against the measured flux errors, over the hold-out stars that observe all of it."""
     model.eval()
-    means, truths = [], []
+    predicted, true, _, _ = holdout_predictions(
+        accelerator, model, tokenizer, values, errors, valid_loader, HEADLINE_INPUTS, LABELS
+    )
+    scores = {name: robust_scatter(true[:, j], predicted[:, j]) for j, name in enumerate(LABELS)}
+    task = GENERATION_TASK
+    predicted, true, error, complete = holdout_predictions(
+        accelerator, model, tokenizer, values, errors, valid_loader, task.inputs, task.outputs
+    )
+    flux_error = sampled_flux_error(error[complete])
+    z = (sampled_flux(true[complete]) - sampled_flux(predicted[complete])) / flux_error
+    scores["spectra_flux_chi2"] = float(np.mean(z[flux_error > 0] ** 2)) if complete.any() else float("nan")
+    return scores
+
+
+def holdout_predictions(
+    accelerator,
+    model,
+    tokenizer,
+    values,
+    errors,
+    valid_loader,
+    inputs: Sequence[str],
+    requests: Sequence[str],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every hold-out star shows what it observes of ``inputs`` and is asked for ``requests``.
+
+    Returns (predicted, true, true_error, complete): the first three (n, len(requests)) in physical units (NaN where
+    not observed), ``complete`` (n,) bool, the star observes every input and request."""
+    request_ids = tokenizer.convert_names_to_ids(list(requests))
+    needed = tokenizer.convert_names_to_ids([*inputs, *requests])
+    gathered = []
     for star_index in valid_loader:
         index = star_index.cpu().numpy()
-        batch = fixed_batch(tokenizer, values[index], errors[index], HEADLINE_INPUTS, LABELS)
+        batch = fixed_batch(tokenizer, values[index], errors[index], list(inputs), list(requests))
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         mean = model(**{k: v for k, v in batch.items() if k != "labels"}).mean
-        mean, labels = accelerator.gather_for_metrics((mean, batch["labels"]))
-        means.append(mean.float().cpu())
-        truths.append(labels.float().cpu())
-    mean, truth = torch.cat(means), torch.cat(truths)
-    request_ids = torch.tensor(tokenizer.convert_names_to_ids(LABELS)).expand_as(mean)
-    predicted, _ = tokenizer.decode(request_ids, mean)
-    true, _ = tokenizer.decode(request_ids, truth)
-    return {name: robust_scatter(true[:, j], predicted[:, j]) for j, name in enumerate(LABELS)}
+        label_errors = torch.from_numpy(errors[index][:, request_ids].astype(np.float32))
+        complete = torch.from_numpy(np.isfinite(values[index][:, needed]).all(1))
+        parts = (mean, batch["labels"], label_errors.to(mean.device), complete.to(mean.device))
+        gathered.append([part.cpu() for part in accelerator.gather_for_metrics(parts)])
+    mean, truth, label_errors, complete = (torch.cat(parts).numpy() for parts in zip(*gathered, strict=True))
+    ids = np.broadcast_to(request_ids, mean.shape)
+    scales = tokenizer.scales_of(list(requests))
+    return tokenizer.decode(ids, mean)[0], tokenizer.decode(ids, truth)[0], label_errors * scales, complete
 
 
 def write_process_report(accelerator: Accelerator, model, output: Path, step: int) -> None:

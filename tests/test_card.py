@@ -129,7 +129,16 @@ def test_warm_restart_card_tells_the_run_it_started_from(model_dir):
     facts_file.write_text(json.dumps(restart))
     card = render_model_card(model_dir, _results())
     assert "| steps trained | 3000 |" in card and "| training time | 20 minutes |" in card
-    assert "(8000 steps, learning rate 0.001, 71.5 minutes on CPU, 2 cores, torch 2.13)" in card
+    assert "| started from | 8000 steps, learning rate 0.001, headline_fraction" in card
+    assert "71.5 minutes on CPU, 2 cores, torch 2.13; this run is a warm restart from its weights" in card
+    third = {**restart, "steps": 500, "training": {**first["training"], "spectra_fraction": 0.25},
+             "initialised_from": restart}  # fmt: skip
+    facts_file.write_text(json.dumps(third))
+    card = render_model_card(model_dir, _results())
+    assert card.index("| started from (stage 1 of 3) | 8000 steps") < card.index(
+        "| started from (stage 2 of 3) | 3000"
+    )
+    assert "| spectra_fraction | 0.25 |" in card and "the next stage is a warm restart" in card
     facts_file.write_text(json.dumps(first))
     assert "| started from |" not in render_model_card(model_dir, _results())
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ import yaml
 
 from stellar_tasks import report as report_module
 from stellar_tasks.baselines import BaselineBudget, XGBoostSettings
+from tests.conftest import REPO_ROOT
 from tests.tasks_factory import dataset_tokenizer, save_model_folder, write_dataset
 
 TINY_BUDGET = BaselineBudget(
@@ -109,3 +113,28 @@ def test_card_written_into_the_model_folder(report_run):
         if r["setting"] == "a" and r["label"] == "teff" and r["method"] == "model"
     )
     assert teff_a["scatter"] in values
+
+
+def test_reports_compare_side_by_side_with_the_last_reports_baseline(tmp_path):
+    """benchmarks/compare_reports.py reads every task's number from each committed full report."""
+    results = REPO_ROOT / "benchmarks" / "results"
+    first, last = results / "evaluation_full_v1", results / "evaluation_full"
+    output = tmp_path / "comparison.csv"
+    command = [sys.executable, str(REPO_ROOT / "benchmarks" / "compare_reports.py"), f"first={first}",
+               f"last={last}", "--output", str(output)]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True)
+    rows = {row["number"]: row for row in csv.DictReader(output.open())}
+    report = json.loads((last / "results.json").read_text())
+    for task in report["spectra"]:
+        row = rows[f"spectra: {task['task']} flux chi2"]
+        assert float(row["last"]) == pytest.approx(task["model"]["flux"]["chi2_reduced"])
+        assert float(row["xgboost"]) == pytest.approx(task["xgboost"]["flux"]["chi2_reduced"])
+        assert float(row["first"]) > 0
+    settings = {row["setting"] for row in report["parameters"]}
+    assert sum(key.startswith("parameters") for key in rows) == len(settings) * 4  # four labels per setting
+    assert {"loci: main sequence median |dTeff| [K]", "extinction curve: mean |deviation| from F99"} <= set(
+        rows
+    )
+    assert rows["loci: main sequence median |dTeff| [K]"]["xgboost"] == ""  # no baseline for the loci
+    refused = subprocess.run([*command[:2], str(first)], capture_output=True, text=True)
+    assert refused.returncode == 2 and "NAME=FOLDER" in refused.stderr

@@ -142,6 +142,35 @@ def test_headline_batches_show_an_xp_prefix_and_the_colours_only():
     assert max(prefixes) <= 30 and len(prefixes) > 5  # K_max = (64 - 3) // 2: the published BP/RP 0-29
 
 
+def test_spectra_batches_show_no_xp_coefficient_and_ask_mostly_for_them():
+    tokenizer = create_test_tokenizer()
+    values, errors = _random_arrays(tokenizer, n_stars=128)
+    order = training.xp_coefficient_order(tokenizer)
+    others = np.flatnonzero(order < 0)[1:]  # labels, colours, extinction
+    values[:, others[:2]] = np.nan  # some stars show few: the sampler must leave each of them an input
+    values[:64, others[2:-1]] = np.nan
+    values[:, others[-1]] = 0.3  # ... and half of them have one other observation only
+    config = training.TrainingConfig(spectra_fraction=1.0, headline_fraction=0.0)
+    weight = training.request_weights(tokenizer, config)
+    input_counts, asked_xp, asked_other = set(), 0, 0
+    for seed in range(30):
+        batch = training.sample_batch(tokenizer, values, errors, weight, config, np.random.default_rng(seed))
+        inputs, requests = batch["input_ids"].numpy(), batch["request_ids"].numpy()
+        assert (order[inputs[inputs > 0]] < 0).all()  # no XP coefficient is an input
+        assert ((inputs > 0).sum(1) >= 1).all()
+        input_counts.add(int((inputs > 0).sum(1).max()))
+        for shown, asked in zip(inputs, requests, strict=True):
+            assert not set(asked[asked > 0].tolist()) & set(shown[shown > 0].tolist())
+        asked_xp += int((order[requests[requests > 0]] >= 0).sum())
+        asked_other += int((order[requests[requests > 0]] < 0).sum())
+    assert len(input_counts) > 3  # how many of its other observations a star shows varies
+    assert (
+        asked_other > 0 and asked_xp > 5 * asked_other
+    )  # equal weights: mostly coefficients, sometimes a label
+    with pytest.raises(ValueError, match="at most 1"):
+        training.TrainingConfig(spectra_fraction=0.7, headline_fraction=0.4)
+
+
 def test_killed_run_resumes_with_identical_losses(tiny_dataset, tiny_config, tmp_path):
     straight = _run(tiny_dataset, tmp_path / "straight", tiny_config, "--stop-at-step", "16")
     assert straight.returncode == 0, straight.stderr[-2000:]

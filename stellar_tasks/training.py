@@ -215,9 +215,8 @@ def sample_batch(
     # Gumbel top-k: sampling without replacement with probabilities proportional to the weights.
     gumbel = -np.log(-np.log(rng.uniform(1e-12, 1.0, size=(batch, vocab))))
     drawable = observed & (request_weight > 0) & ~(shown if headline else False)
-    if (
-        spectra
-    ):  # a random one of each star's shown observations is never requested: no star is left without input
+    if spectra:
+        # a random one of each star's shown observations is never requested: no star is left without input
         drawable[np.arange(batch), np.argmax(np.where(observed & shown, gumbel, -np.inf), axis=1)] = False
     request_key = np.where(
         drawable, np.log(np.where(request_weight > 0, request_weight, 1.0)) + gumbel, -np.inf
@@ -385,8 +384,8 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
     window = {"loss": 0.0, "steps": 0, "stars": 0, "targets": 0, "t0": time.monotonic()}
     stop_reason = "max_steps"
     if config.init_from and step == 0:  # the starting weights' scores: what the restart must improve on
-        write_log(log, {"step": 0, "minutes": 0.0,
-                        "validation": validate(accelerator, model, tokenizer, values, errors, valid_loader)})  # fmt: skip
+        scores = validate(accelerator, model, tokenizer, values, errors, valid_loader)
+        write_log(log, {"step": 0, "minutes": 0.0, "validation": scores})
     model.train()
     while step < stop_step and stop_reason == "max_steps":
         epoch = step // steps_per_epoch
@@ -542,12 +541,12 @@ def validate(accelerator, model, tokenizer, values, errors, valid_loader) -> dic
     and ``spectra_flux_chi2``, the reduced chi-square of the sampled flux generated from parameters + colours
     (`GENERATION_TASK`) against the measured flux errors, over the hold-out stars that observe all of it."""
     model.eval()
-    predicted, true, _, _ = holdout_predictions(
+    predicted, true, _, _ = _holdout_predictions(
         accelerator, model, tokenizer, values, errors, valid_loader, HEADLINE_INPUTS, LABELS
     )
     scores = {name: robust_scatter(true[:, j], predicted[:, j]) for j, name in enumerate(LABELS)}
     task = GENERATION_TASK
-    predicted, true, error, complete = holdout_predictions(
+    predicted, true, error, complete = _holdout_predictions(
         accelerator, model, tokenizer, values, errors, valid_loader, task.inputs, task.outputs
     )
     flux_error = sampled_flux_error(error[complete])
@@ -556,7 +555,7 @@ def validate(accelerator, model, tokenizer, values, errors, valid_loader) -> dic
     return scores
 
 
-def holdout_predictions(
+def _holdout_predictions(
     accelerator,
     model,
     tokenizer,
@@ -580,7 +579,7 @@ def holdout_predictions(
         mean = model(**{k: v for k, v in batch.items() if k != "labels"}).mean
         label_errors = torch.from_numpy(errors[index][:, request_ids].astype(np.float32))
         complete = torch.from_numpy(np.isfinite(values[index][:, needed]).all(1))
-        parts = (mean, batch["labels"], label_errors.to(mean.device), complete.to(mean.device))
+        parts = (mean.float(), batch["labels"], label_errors.to(mean.device), complete.to(mean.device))
         gathered.append([part.cpu() for part in accelerator.gather_for_metrics(parts)])
     mean, truth, label_errors, complete = (torch.cat(parts).numpy() for parts in zip(*gathered, strict=True))
     ids = np.broadcast_to(request_ids, mean.shape)

@@ -230,6 +230,11 @@ def test_warm_restart_starts_from_the_saved_weights_and_refuses_another_architec
     assert all(np.allclose(before[key], after[key], rtol=0, atol=1e-6) for key in before)
     facts = json.loads((tmp_path / "second" / training.FACTS_FILE).read_text())
     assert facts["steps"] == 2 and facts["initialised_from"]["steps"] == 4  # the card tells both runs
+    # the restart first scores its starting weights, before any step
+    log = [json.loads(line) for line in (tmp_path / "second" / training.LOG_FILE).read_text().splitlines()]
+    start = next(record for record in log if "validation" in record)
+    assert start["step"] == 0 and set(start["validation"]) == {"teff", "logg", "fe_h", "spectra_flux_chi2"}
+    assert all(np.isfinite(start["validation"][label]) for label in ("teff", "logg", "fe_h"))
     wider = dataclasses.replace(
         training.TrainingConfig.from_json(tiny_config),
         model_overrides={**TINY_TRAINING["model_overrides"], "d_model": 32},

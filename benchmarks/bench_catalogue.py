@@ -95,9 +95,9 @@ def stage_seconds(parquet: Path, model: str, batch_size: int, repeats: int) -> d
             tokenizer.encode_arrays(standardised[rows], standardised_errors[rows], list(LABELS))
 
     def model_pass(precision: str):
+        runner = model_precision(network, precision)  # cast once, as the command does
+
         def run():
-            # the bfloat16 copy is made on each call, as the command makes it per chunk
-            runner = model_precision(network, precision)
             return predict_arrays(runner, tokenizer, shown, errors, list(LABELS), batch_size)
 
         return run

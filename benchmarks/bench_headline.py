@@ -35,8 +35,6 @@ from stellar_tasks.metrics import score
 RESULTS = RESULTS_DIR / "headline.csv"
 LABELS = list(REPORT_LABELS)
 XGBOOST = XGBoostSettings(n_estimators=4000, learning_rate=0.05, subsample=0.8, colsample_bytree=0.8)
-HATTORI_2024_ALPHA_M_RMSE = 0.044
-"""Best published [alpha/M] from XP: RMSE [dex], quantile regression forest on APOGEE DR17 (Hattori 2024)."""
 
 
 def columns(table, names: list[str]) -> np.ndarray:
@@ -73,14 +71,14 @@ def main(argv: list[str] | None = None) -> Path:
     # XGBoost learns from the train stars of the scored population (all three labels, as the anchor): trained on
     # every star with a Teff, the hot stars without [Fe/H] pull its squared error and cost it ~20 % in Teff scatter.
     train_truth = columns(train, LABELS)
-    anchor_train = np.isfinite(train_truth[:, :3]).all(axis=1)
+    anchor_train = np.isfinite(train_truth[:, : len(PARAMETERS)]).all(axis=1)
     xgboost, record = fit_predict_xgboost(
         columns(train, HEADLINE_INPUTS)[anchor_train],
         train_truth[anchor_train],
         columns(test_arrays, HEADLINE_INPUTS),
         XGBOOST,
     )
-    anchor = np.isfinite(truth[:, :3]).all(axis=1)
+    anchor = np.isfinite(truth[:, : len(PARAMETERS)]).all(axis=1)
     star_sets = {
         "all three labels": anchor,
         "giants (log g < 3.5), all three labels": anchor & (truth[:, 1] < 3.5),

@@ -20,6 +20,7 @@ from huggingface_hub.constants import REPOCARD_NAME
 from datasets_builder.atomic import atomic_write
 
 from .hub import PIPELINE_TASK
+from .inputs import HATTORI_2024_ALPHA_M_RMSE
 
 __all__ = ["MODEL_LICENSE", "TEMPLATE_PATH", "fmt", "render_model_card", "write_model_card"]
 
@@ -146,6 +147,7 @@ def render_model_card(
         facts=facts,
         training=facts.get("training", {}),
         earlier_stages=earlier_stages,
+        hattori_alpha_m_rmse=HATTORI_2024_ALPHA_M_RMSE,
         results=results,
         parameter_pairs=[
             {"setting": setting, "label": LABEL_NAMES.get(label, label), **pair}

@@ -5,9 +5,9 @@ The input is the test split repeated ``--repeat`` times (10: 39,850 stars) with 
 Parquet table and as a HATS catalogue of the same rows (positions from the level-12 HEALPix pixel in the source id).
 Rows, all stars/s on the same CPU threads:
 
-    * command (float32 / bfloat16): ``stellar-foundation predict TABLE.parquet --model M --output OUT.parquet
-      [--precision bfloat16]`` (bfloat16: a bfloat16 copy of the model), timed as a user would -- the whole process,
-      from start to exit;
+    * command (float32 / default): ``stellar-foundation predict TABLE.parquet --model M --output OUT.parquet
+      [--precision float32]``, timed as a user would -- the whole process, from start to exit; the default
+      (``--precision auto``) is a bfloat16 copy of the model on CPUs with AMX / AVX-512-BF16, as here, else float32;
     * lsdb (1 / 2 workers): ``stellar-foundation predict CATALOGUE --workers N --output OUT.parquet``, whole process;
     * xgboost: ``Booster.inplace_predict`` on the same rows' 63 features (``--xgb-trees`` rounds per target, depth
       ``--xgb-depth``, trained here on ``--xgb-train-stars`` train stars: its speed depends on the trees' number
@@ -37,7 +37,7 @@ import torch
 
 from modeling_stellar import StarTokenizer, StellarForObservationPrediction
 from results_table import RESULTS_DIR, write_results
-from stellar_tasks.catalogue import model_precision
+from stellar_tasks.catalogue import model_precision, native_bfloat16
 from stellar_tasks.hats import write_hats_catalogue
 from stellar_tasks.inference import predict_arrays
 from stellar_tasks.inputs import HEADLINE_INPUTS, LABELS
@@ -184,14 +184,15 @@ def main() -> None:
                 str(args.batch_size),
             ]
 
+        default_precision = "bfloat16" if native_bfloat16(torch.device("cpu")) else "float32"
         timed = {
             "command float32": (
-                [str(parquet), *output("float32.parquet")],
-                f"stellar-foundation predict TABLE --model {args.model} --output OUT.parquet",
+                [str(parquet), *output("float32.parquet"), "--precision", "float32"],
+                f"stellar-foundation predict TABLE --model {args.model} --output OUT.parquet --precision float32",
             ),
-            "command bfloat16": (
-                [str(parquet), *output("bfloat16.parquet"), "--precision", "bfloat16"],
-                f"stellar-foundation predict TABLE --model {args.model} --output OUT.parquet --precision bfloat16",
+            f"command default ({default_precision})": (
+                [str(parquet), *output("default.parquet")],
+                f"stellar-foundation predict TABLE --model {args.model} --output OUT.parquet",
             ),
         }
         for workers in (1, 2):

@@ -32,6 +32,7 @@ from modeling_stellar.pipeline_stellar import DEFAULT_BATCH_SIZE, positive_integ
 from stellar_tasks.inference import predict_arrays
 
 __all__ = [
+    "AUTO_PRECISION",
     "ID_COLUMNS",
     "PRECISIONS",
     "REASON_COLUMN",
@@ -39,6 +40,7 @@ __all__ = [
     "is_gaia_xp_file",
     "iter_file_chunks",
     "model_precision",
+    "native_bfloat16",
     "predict_chunk",
     "predict_table",
     "write_table",
@@ -63,6 +65,11 @@ costs and gives is measured by ``benchmarks/bench_catalogue.py``; ``tests/test_f
 accuracy."""
 
 DEFAULT_PRECISION = "float32"
+"""The library's default (`predict_table`): the weights' own arithmetic."""
+
+AUTO_PRECISION = "auto"
+"""bfloat16 where the model's device multiplies in it natively (`native_bfloat16`), float32 elsewhere: the predict
+command's default, as bfloat16 makes the whole command 1.4x faster on such CPUs within the accuracy guard."""
 
 OUTPUT_FORMATS = {".parquet": "parquet", ".fits": "fits", ".fit": "fits", ".ecsv": "ascii.ecsv"}
 """Output file suffix -> astropy writer format."""
@@ -91,8 +98,8 @@ def predict_table(
         Names to predict; default the pipeline's (Teff, log g, metallicity).
     batch_size : int, optional, default 1024
         Stars per model pass.
-    precision : {"float32", "bfloat16"}, optional, default "float32"
-        Arithmetic of the model's pass (`PRECISIONS`); the answers are float64 either way.
+    precision : {"float32", "bfloat16", "auto"}, optional, default "float32"
+        Arithmetic of the model's pass (`PRECISIONS`, or `AUTO_PRECISION`); the answers are float64 either way.
 
     Returns
     -------
@@ -146,12 +153,27 @@ def predict_chunk(predictor, chunk, requests: list[str], batch_size: int, precis
     return part
 
 
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies in bfloat16 natively: a CUDA GPU that supports it, or a CPU with AMX or
+    AVX-512-BF16 (torch's own CPU checks, which pick its bfloat16 kernels)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    return False
+
+
 def model_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
-    """The model that runs the pass in ``precision`` (one of `PRECISIONS`; ``ValueError`` otherwise): ``model``
-    itself when its weights already have that dtype, else a copy cast to it (``model`` is left as it is; copying
-    the few hundred thousand weights takes milliseconds, against seconds for a chunk's pass)."""
+    """The model that runs the pass in ``precision`` (one of `PRECISIONS` or `AUTO_PRECISION`; ``ValueError``
+    otherwise): ``model`` itself when its weights already have that dtype, else a copy cast to it (``model`` is
+    left as it is; copying the few hundred thousand weights takes milliseconds, against seconds for a chunk's
+    pass)."""
+    if precision == AUTO_PRECISION:
+        precision = "bfloat16" if native_bfloat16(next(model.parameters()).device) else "float32"
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise ValueError(
+            f"precision must be one of {', '.join(PRECISIONS)}, {AUTO_PRECISION}; got {precision!r}"
+        )
     if model.dtype == PRECISIONS[precision]:
         return model
     return copy.deepcopy(model).to(PRECISIONS[precision])

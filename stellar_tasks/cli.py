@@ -41,7 +41,7 @@ from pathlib import Path
 
 from modeling_stellar.pipeline_stellar import positive_integer
 from stellar_tasks.catalogue import (
-    DEFAULT_PRECISION,
+    AUTO_PRECISION,
     PRECISIONS,
     REASON_COLUMN,
     iter_file_chunks,
@@ -135,18 +135,43 @@ def push(args: argparse.Namespace) -> str:
     return url
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from datasets_builder.__main__ import BUILD_HELP, add_build_arguments
-    from stellar_tasks.report import add_evaluate_arguments
+def _add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    from datasets_builder.__main__ import add_build_arguments
+
+    add_build_arguments(parser)
+
+
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     from stellar_tasks.training import build_parser as add_train_arguments
 
+    add_train_arguments(parser)
+
+
+def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    from stellar_tasks.report import add_evaluate_arguments
+
+    add_evaluate_arguments(parser)
+
+
+_IMPORTED_ARGUMENTS = {
+    "build": ("build the dataset", _add_build_arguments),
+    "train": ("train a model (resumes with --resume)", _add_train_arguments),
+    "evaluate": ("the evaluation report on the test split, and the model card", _add_evaluate_arguments),
+}
+"""Commands whose arguments live with their library (command -> help, argument adder). Their modules import
+datasets, matplotlib and the training loop (seconds), so only the command being run gets its arguments: a
+``predict`` on a catalogue does not pay for them."""
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line; ``command`` (the one being run) is the only one of `_IMPORTED_ARGUMENTS` given its
+    arguments, the others are listed with their help (``None``: all of them get theirs)."""
     parser = argparse.ArgumentParser(prog="stellar-foundation", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    add_build_arguments(commands.add_parser("build", help=BUILD_HELP))
-    add_train_arguments(commands.add_parser("train", help="train a model (resumes with --resume)"))
-    add_evaluate_arguments(
-        commands.add_parser("evaluate", help="the evaluation report on the test split, and the model card")
-    )
+    for name, (help_text, add_arguments) in _IMPORTED_ARGUMENTS.items():
+        subparser = commands.add_parser(name, help=help_text)
+        if command is None or command == name:
+            add_arguments(subparser)
 
     run = commands.add_parser("predict", help="predict stellar parameters for catalogues")
     run.add_argument(
@@ -173,9 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     run.add_argument(
         "--precision",
-        choices=PRECISIONS,
-        default=DEFAULT_PRECISION,
-        help="the model's arithmetic: bfloat16 is faster on AMX/AVX-512-BF16 CPUs and GPUs",
+        choices=[*PRECISIONS, AUTO_PRECISION],
+        default=AUTO_PRECISION,
+        help="the model's arithmetic (default: bfloat16 on AMX/AVX-512-BF16 CPUs and bfloat16 GPUs, else float32)",
     )
     cluster = run.add_mutually_exclusive_group()
     cluster.add_argument(
@@ -217,7 +242,9 @@ def _positive_int(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status: 0 done, 1 bad input (``error: ...`` on stderr, naming the
     file, and no traceback), 2 bad usage (argparse)."""
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    command = next((word for word in words if not word.startswith("-")), None)
+    args = build_parser(command if command in _IMPORTED_ARGUMENTS else "").parse_args(argv)
     try:
         outcome = args.handler(args)
     except (ValueError, OSError) as error:  # the readers' and the tokenizer's errors name the culprit

@@ -100,6 +100,9 @@ class TrainingConfig:
     # and its requests are drawn with equal weights among the rest, so mostly XP coefficients and now and then a
     # label (the loci: Teff from log g and [Fe/H]). The other batches follow the modes above.
     spectra_fraction: float = 0.0
+    # Requests per star in those batches (0 = `requests_per_star`): their input is at most a few tokens, so the
+    # encoder is cheap there and more requests give the generation more signal per step for little time.
+    spectra_requests_per_star: int = 0
     # --- optimisation
     batch_size: int = 256  # stars per process per optimiser step (before accumulation)
     gradient_accumulation_steps: int = 1
@@ -212,6 +215,11 @@ def sample_batch(
         shown = xp_order < 0
         request_weight = np.where(request_weight > 0, 1.0, 0.0)
     n_observed = observed.sum(1)
+    slots = (
+        config.spectra_requests_per_star
+        if spectra and config.spectra_requests_per_star
+        else config.requests_per_star
+    )
     # Gumbel top-k: sampling without replacement with probabilities proportional to the weights.
     gumbel = -np.log(-np.log(rng.uniform(1e-12, 1.0, size=(batch, vocab))))
     drawable = observed & (request_weight > 0) & ~(shown if headline else False)
@@ -221,9 +229,9 @@ def sample_batch(
     request_key = np.where(
         drawable, np.log(np.where(request_weight > 0, request_weight, 1.0)) + gumbel, -np.inf
     )
-    n_requests = np.minimum(config.requests_per_star, np.maximum(n_observed - 1, 0))
-    top = np.argsort(-request_key, axis=1)[:, : config.requests_per_star]  # (batch, R) candidate ids
-    rank = np.arange(config.requests_per_star)[None, :]
+    n_requests = np.minimum(slots, np.maximum(n_observed - 1, 0))
+    top = np.argsort(-request_key, axis=1)[:, :slots]  # (batch, R) candidate ids
+    rank = np.arange(slots)[None, :]
     chosen = (rank < n_requests[:, None]) & np.isfinite(np.take_along_axis(request_key, top, axis=1))
     request_ids = np.where(chosen, top, 0)
     rows = np.arange(batch)[:, None]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 
 import pytest
 
 from stellar_tasks import training
 from stellar_tasks.cli import build_parser, main
 from stellar_tasks.hub import RUN_FILES, prepare_model_folder, validate_model_folder
-from tests.conftest import create_test_model, create_test_tokenizer
+from tests.conftest import REPO_ROOT, create_test_model, create_test_tokenizer
 
 SUBCOMMANDS = {"build", "train", "evaluate", "predict", "export", "push"}
 
@@ -22,6 +24,25 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 def test_one_command_with_every_subcommand():
     assert set(_subparsers(build_parser())) == SUBCOMMANDS
+
+
+def test_predict_does_not_import_the_other_commands_libraries():
+    # build / train / evaluate bring datasets, matplotlib and the training loop (seconds on every predict)
+    probe = (
+        "import sys; from stellar_tasks.cli import build_parser; "
+        "build_parser('predict').parse_args(['predict', 'x.parquet', '--model', 'm', '--output', 'o.parquet']); "
+        "print(sorted(m for m in ('matplotlib', 'stellar_tasks.report', 'stellar_tasks.training', "
+        "'datasets') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]", loaded.stdout
+    # every command is still listed, and the one run gets its arguments
+    assert set(_subparsers(build_parser("predict"))) == SUBCOMMANDS
+    assert build_parser("evaluate").parse_args(["evaluate", "--model", "m", "--dataset", "d"]).model == "m"
+    with pytest.raises(SystemExit):
+        build_parser("predict").parse_args(["evaluate", "--model", "m"])
 
 
 def test_train_subcommand_takes_train_py_flags_and_calls_the_same_code():

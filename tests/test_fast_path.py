@@ -19,7 +19,7 @@ from astropy.stats import mad_std
 from astropy.table import QTable
 
 from modeling_stellar import StellarForObservationPrediction
-from stellar_tasks.catalogue import model_precision
+from stellar_tasks.catalogue import model_precision, native_bfloat16
 from stellar_tasks.cli import main
 from stellar_tasks.inputs import LABELS
 from tests.conftest import REPO_ROOT
@@ -61,6 +61,14 @@ def test_bfloat16_runs_a_copy_and_leaves_the_model_as_it_is():
     fast = model_precision(model, "bfloat16")
     assert fast is not model and fast.dtype == torch.bfloat16 and model.dtype == torch.float32
     assert model_precision(model, "float32") is model
+
+
+def test_the_default_is_bfloat16_where_the_cpu_multiplies_in_it():
+    # the command's default, "auto": this CPU (AMX / AVX-512-BF16) gets the guarded bfloat16 copy above
+    model = StellarForObservationPrediction.from_pretrained(MODEL)
+    native = native_bfloat16(torch.device("cpu"))
+    assert model_precision(model, "auto").dtype == (torch.bfloat16 if native else torch.float32)
+    assert native_bfloat16(torch.device("meta")) is False
 
 
 def test_unknown_precision_is_refused():

@@ -171,6 +171,24 @@ def test_spectra_batches_show_no_xp_coefficient_and_ask_mostly_for_them():
         training.TrainingConfig(spectra_fraction=0.7, headline_fraction=0.4)
 
 
+def test_spectra_batches_take_their_own_number_of_requests():
+    tokenizer = create_test_tokenizer()
+    values, errors = _random_arrays(tokenizer, n_stars=64)
+    order = training.xp_coefficient_order(tokenizer)
+    sizes = {}
+    for spectra in (0.0, 1.0):
+        config = training.TrainingConfig(spectra_fraction=spectra, spectra_requests_per_star=40)
+        weight = training.request_weights(tokenizer, config)
+        batch = training.sample_batch(tokenizer, values, errors, weight, config, np.random.default_rng(0))
+        requests = batch["request_ids"].numpy()
+        sizes[spectra] = requests.shape[1]
+        assert batch["labels"].shape == requests.shape
+        if spectra:  # filled as far as each star's hidden observations allow
+            assert ((requests > 0).sum(1) == 40).all()
+            assert (order[requests[requests > 0]] >= 0).sum() > 30 * len(requests)
+    assert sizes == {0.0: 16, 1.0: 40}
+
+
 def test_killed_run_resumes_with_identical_losses(tiny_dataset, tiny_config, tmp_path):
     straight = _run(tiny_dataset, tmp_path / "straight", tiny_config, "--stop-at-step", "16")
     assert straight.returncode == 0, straight.stderr[-2000:]

@@ -35,10 +35,12 @@ Push a model folder (and its dataset) to the Hub:
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections import Counter
 from pathlib import Path
 
+from datasets_builder.__main__ import BUILD_HELP, add_build_arguments
 from modeling_stellar.pipeline_stellar import positive_integer
 from stellar_tasks.catalogue import (
     AUTO_PRECISION,
@@ -135,32 +137,17 @@ def push(args: argparse.Namespace) -> str:
     return url
 
 
-def _add_build_arguments(parser: argparse.ArgumentParser) -> None:
-    from datasets_builder.__main__ import add_build_arguments
-
-    add_build_arguments(parser)
-
-
-def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from stellar_tasks.training import build_parser as add_train_arguments
-
-    add_train_arguments(parser)
-
-
-def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    from stellar_tasks.report import add_evaluate_arguments
-
-    add_evaluate_arguments(parser)
-
-
 _IMPORTED_ARGUMENTS = {
-    "build": ("build the dataset", _add_build_arguments),
-    "train": ("train a model (resumes with --resume)", _add_train_arguments),
-    "evaluate": ("the evaluation report on the test split, and the model card", _add_evaluate_arguments),
+    "train": ("train a model (resumes with --resume)", "stellar_tasks.training", "build_parser"),
+    "evaluate": (
+        "the evaluation report on the test split, and the model card",
+        "stellar_tasks.report",
+        "add_evaluate_arguments",
+    ),
 }
-"""Commands whose arguments live with their library (command -> help, argument adder). Their modules import
-datasets, matplotlib and the training loop (seconds), so only the command being run gets its arguments: a
-``predict`` on a catalogue does not pay for them."""
+"""Commands whose arguments live with their library (command -> help, module, argument adder). Those modules import
+datasets, matplotlib and the training loop (seconds), so only the command being run imports its own: a ``predict``
+on a catalogue does not pay for them."""
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -168,10 +155,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     arguments, the others are listed with their help (``None``: all of them get theirs)."""
     parser = argparse.ArgumentParser(prog="stellar-foundation", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, (help_text, add_arguments) in _IMPORTED_ARGUMENTS.items():
+    add_build_arguments(commands.add_parser("build", help=BUILD_HELP))
+    for name, (help_text, module, adder) in _IMPORTED_ARGUMENTS.items():
         subparser = commands.add_parser(name, help=help_text)
         if command is None or command == name:
-            add_arguments(subparser)
+            getattr(importlib.import_module(module), adder)(subparser)
 
     run = commands.add_parser("predict", help="predict stellar parameters for catalogues")
     run.add_argument(

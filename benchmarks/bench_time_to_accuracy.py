@@ -4,14 +4,21 @@ that produced it; XGBoost's anchor beside it.
 
     python benchmarks/bench_time_to_accuracy.py --run runs/stellar-foundation-apogee-xp --dataset data/apogee-gaia-xp
 
-Writes benchmarks/results/time_to_accuracy.csv. The minutes are wall-clock minutes of that run on its
-machine (training_facts.json says which), including validation and checkpoint writes. Several ``--run`` folders are
-a chain of warm restarts (``init_from``), in order: each one's steps and minutes continue from the previous one's end.
+Writes benchmarks/results/time_to_accuracy.csv. The minutes are wall-clock minutes of that run on its machine
+(training_facts.json says which; the ``hardware`` column repeats it), including validation and checkpoint writes.
+Several ``--run`` folders are a chain of warm restarts (``init_from``), in order: each one's steps and minutes
+continue from the previous one's end. A saved model folder in the chain (no checkpoints left) gives one row, its
+final weights. With ``--append`` the rows are merged into the existing table (a new row replaces an old one at the
+same step): a chain whose earlier runs are gone extends the curve measured from them, e.g.
+
+    python benchmarks/bench_time_to_accuracy.py --append --dataset data/apogee-gaia-xp --run pretrained/candidate-d96 \
+        pretrained/candidate-d96-stage2 pretrained/candidate-d96-stage3 pretrained/candidate-d96-stage4 runs/inpainting
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from pathlib import Path
 
@@ -80,9 +87,11 @@ def main() -> None:
         help="train.py output folders (checkpoints/, log), in training order",
     )
     parser.add_argument("--dataset", required=True)
+    parser.add_argument("--append", action="store_true", help="merge the rows into the existing table")
     args = parser.parse_args()
     test = load_dataset(args.dataset, split="test").with_format("numpy")[:]
     rows, steps_before, minutes_before = [], 0, 0.0
+    hardware = []  # (first step, last step, the machine that trained them) of each run in the chain
     for run in map(Path, args.run):
         tokenizer = StarTokenizer.from_pretrained(run)
         config = StellarConfig.from_pretrained(run)
@@ -92,16 +101,31 @@ def main() -> None:
             record = json.loads(line)
             if "minutes" in record:
                 minutes[record["step"]] = record["minutes"]
-        for checkpoint in training.checkpoints_in(run):
-            step = int(checkpoint.name.split("_")[1])
+        facts = json.loads((run / training.FACTS_FILE).read_text())
+        weights = {int(c.name.split("_")[1]): checkpoint_weights(c) for c in training.checkpoints_in(run)}
+        if not weights:  # a saved model folder: its final weights
+            weights = {facts["steps"]: load_file(run / "model.safetensors")}
+            minutes[facts["steps"]] = facts["train_minutes"]
+        for step, state in weights.items():
             model = StellarForObservationPrediction(config)
-            model.load_state_dict(checkpoint_weights(checkpoint))
+            model.load_state_dict(state)
             row = {"run": run.name, "step": steps_before + step}
             row["minutes"] = round(minutes_before + minutes.get(step, np.nan), 2)
+            row["hardware"] = facts["hardware"]
             rows.append({**row, **headline_test_scatter(model, tokenizer, arrays)})
             print(rows[-1], flush=True)
-        facts = json.loads((run / training.FACTS_FILE).read_text())
+        hardware.append((steps_before + 1, steps_before + facts["steps"], facts["hardware"]))
         steps_before, minutes_before = steps_before + facts["steps"], minutes_before + facts["train_minutes"]
+    if args.append and RESULTS.is_file():
+        new_steps = {row["step"] for row in rows}
+        with open(RESULTS, newline="") as handle:
+            kept = [row for row in csv.DictReader(handle) if int(row["step"]) not in new_steps]
+        # rows written before the column existed: the machine of the chain's run that made that step
+        for row in kept:
+            step = int(row["step"])
+            row.setdefault("hardware", next(name for first, last, name in hardware if first <= step <= last))
+        kept = [{key: row[key] for key in rows[0]} for row in kept]
+        rows = sorted(kept + rows, key=lambda row: int(row["step"]))
     write_results(RESULTS, rows)
 
 

@@ -22,7 +22,14 @@ from .inference import mask_to_inputs, predict_arrays
 from .inputs import LABELS
 from .metrics import score
 
-__all__ = ["SPECTRUM_TASKS", "SpectrumPredictions", "SpectrumTask", "predict_spectra", "spectrum_summary"]
+__all__ = [
+    "SPECTRUM_TASKS",
+    "SpectrumPredictions",
+    "SpectrumTask",
+    "inpainting_flux_chi2",
+    "predict_spectra",
+    "spectrum_summary",
+]
 
 BP_NAMES = tuple(name for name in XP_NAMES if name.startswith("bp"))
 RP_NAMES = tuple(name for name in XP_NAMES if name.startswith("rp"))
@@ -142,6 +149,34 @@ def predict_spectra(
     )
 
 
+def affected_pixels(truth: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """(343,) bool: the sampled-flux pixels that the coefficients at ``columns`` of the (n, 110) real spectra
+    ``truth`` carry at least `AFFECTED_FRACTION` of (median over stars)."""
+    outputs_only = np.zeros_like(truth)
+    outputs_only[:, columns] = truth[:, columns]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.nanmedian(np.abs(sampled_flux(outputs_only) / sampled_flux(truth)), axis=0)
+    return share >= AFFECTED_FRACTION
+
+
+def inpainting_flux_chi2(
+    model: StellarForObservationPrediction, tokenizer: StarTokenizer, stars: Split, task: SpectrumTask
+) -> float:
+    """The flux reduced chi-square of ``task``'s model answer (the report's ``flux.chi2_reduced``), without the
+    baseline: the ``stars`` that observe all 110 coefficients show ``task.inputs``, the outputs are replaced by the
+    model's and the affected pixels compared with the real flux, against its errors."""
+    stars = stars.subset(stars.has_all(tokenizer, XP_NAMES))
+    truth, truth_error = stars.physical(tokenizer, XP_NAMES)
+    columns = np.array([XP_NAMES.index(name) for name in task.outputs])
+    shown = mask_to_inputs(tokenizer, stars.values, task.inputs)
+    predicted = truth.copy()
+    predicted[:, columns], _, _ = predict_arrays(model, tokenizer, shown, stars.errors, task.outputs)
+    affected = affected_pixels(truth, columns)
+    flux, flux_truth = sampled_flux(predicted)[:, affected], sampled_flux(truth)[:, affected]
+    flux_error = sampled_flux_error(truth_error)[:, affected]
+    return score(flux_truth.ravel(), flux.ravel(), np.zeros(flux.size), flux_error.ravel())["chi2_reduced"]
+
+
 def spectrum_summary(predictions: SpectrumPredictions) -> dict:
     """Per-coefficient and flux-space comparison of the model and XGBoost with the real spectra.
 
@@ -157,11 +192,7 @@ def spectrum_summary(predictions: SpectrumPredictions) -> dict:
     columns = predictions.output_columns
     flux_truth = sampled_flux(predictions.truth)
     flux_error = sampled_flux_error(predictions.truth_error)
-    outputs_only = np.zeros_like(predictions.truth)
-    outputs_only[:, columns] = predictions.truth[:, columns]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.nanmedian(np.abs(sampled_flux(outputs_only) / flux_truth), axis=0)  # (343,)
-    affected = share >= AFFECTED_FRACTION
+    affected = affected_pixels(predictions.truth, columns)
     in_range = (FLUX_RANGE_NM[0] <= XP_SAMPLING_NM) & (FLUX_RANGE_NM[1] >= XP_SAMPLING_NM)
     summary: dict = {"task": predictions.task.key, "description": predictions.task.description}
     summary["n_stars"] = len(predictions.truth)

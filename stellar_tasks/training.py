@@ -43,10 +43,12 @@ from datasets_builder.xp import sampled_flux, sampled_flux_error, xp_order
 from modeling_stellar import StarTokenizer, StellarConfig, StellarForObservationPrediction
 
 from .calibration import fit_sigma_scales
-from .data import validation_mask
-from .generation import SPECTRUM_TASKS
+from .data import Split, validation_mask
+from .extinction import extinction_curve, extinction_summary
+from .generation import SPECTRUM_TASKS, inpainting_flux_chi2
 from .hub import RUN_FILES, prepare_model_folder
 from .inputs import HEADLINE_INPUTS, LABELS
+from .loci import loci_summary, stellar_loci
 
 __all__ = [
     "TrainingConfig",
@@ -65,6 +67,10 @@ RUN_FILE = "run_config.json"
 FACTS_FILE, LOG_FILE = RUN_FILES  # training_facts.json, train_log.jsonl: what the model folder takes along
 GENERATION_TASK = next(task for task in SPECTRUM_TASKS if task.key == "parameters_colours")
 """The spectrum task the hold-out scores (`validate`): the one users compare with XGBoost."""
+INPAINTING_TASKS = tuple(task for task in SPECTRUM_TASKS if task.key in ("bp_to_rp", "rp_to_bp"))
+"""The inpainting tasks the hold-out scores: each photometer's spectrum from the other's."""
+HOLDOUT_EXTINCTION_STARS = 1000
+"""Hold-out stars whose extinction curves are medianed: the report's 200 leave its deviation to the draw of stars."""
 
 
 @dataclass
@@ -100,8 +106,15 @@ class TrainingConfig:
     # and its requests are drawn with equal weights among the rest, so mostly XP coefficients and now and then a
     # label (the loci: Teff from log g and [Fe/H]). The other batches follow the modes above.
     spectra_fraction: float = 0.0
-    # Requests per star in those batches (0 = `requests_per_star`): their input is at most a few tokens, so the
-    # encoder is cheap there and more requests give the generation more signal per step for little time.
+    # Relative request weight, in those batches, of the names that are not XP coefficients (labels, colours,
+    # extinction) against the coefficients': above 1 trains the loci (Teff from log g and [Fe/H]) more often.
+    spectra_label_weight: float = 1.0
+    # In this fraction of batches every star shows one photometer's spectrum and nothing else, as in inpainting
+    # (BP -> RP, RP -> BP): the coefficients of one band (BP or RP, drawn per batch) of order < K, K uniform in
+    # 1..55; its requests are drawn with equal weights among the rest, mostly the other band's coefficients.
+    inpainting_fraction: float = 0.0
+    # Requests per star in spectra and inpainting batches (0 = `requests_per_star`): every request is answered
+    # from one encoding, so more of them give generation and inpainting more signal per step for little time.
     spectra_requests_per_star: int = 0
     # --- optimisation
     batch_size: int = 256  # stars per process per optimiser step (before accumulation)
@@ -147,10 +160,11 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.train_fraction <= 1.0:
             raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
-        if self.headline_fraction + self.spectra_fraction > 1.0:
+        fractions = (self.headline_fraction, self.spectra_fraction, self.inpainting_fraction)
+        if sum(fractions) > 1.0:
             raise ValueError(
-                f"headline_fraction + spectra_fraction must be at most 1, got {self.headline_fraction} + "
-                f"{self.spectra_fraction}"
+                "headline_fraction + spectra_fraction + inpainting_fraction must be at most 1, got "
+                + " + ".join(map(str, fractions))
             )
 
     def model_config(self, vocab_size: int) -> StellarConfig:
@@ -201,10 +215,13 @@ def sample_batch(
     observed = np.isfinite(values)
     observed[:, 0] = False
     xp_order = xp_coefficient_order(tokenizer)
-    # One of four input modes for the whole batch (see `TrainingConfig`): headline, spectra, XP prefix, or free.
+    # One of five input modes for the whole batch (see `TrainingConfig`): headline, spectra, inpainting, XP prefix,
+    # or free.
     mode_draw = rng.random()
-    headline = mode_draw < config.headline_fraction
-    spectra = not headline and mode_draw < config.headline_fraction + config.spectra_fraction
+    boundaries = np.cumsum([config.headline_fraction, config.spectra_fraction, config.inpainting_fraction])
+    headline = mode_draw < boundaries[0]
+    spectra = boundaries[0] <= mode_draw < boundaries[1]
+    inpainting = boundaries[1] <= mode_draw < boundaries[2]
     shown = np.ones(vocab, dtype=bool)  # names that may be inputs at all in this batch
     if headline:
         colours = tokenizer.convert_names_to_ids(config.headline_colours)
@@ -213,16 +230,21 @@ def sample_batch(
         shown[colours] = True
     elif spectra:
         shown = xp_order < 0
-        request_weight = np.where(request_weight > 0, 1.0, 0.0)
+    elif inpainting:
+        band = xp_bands(tokenizer) == rng.integers(1, 3)
+        shown = band & (xp_order < rng.integers(1, xp_order.max() + 2))
+    if spectra or inpainting:
+        label_weight = config.spectra_label_weight if spectra else 1.0
+        request_weight = np.where(request_weight > 0, np.where(xp_order < 0, label_weight, 1.0), 0.0)
     n_observed = observed.sum(1)
     slots = (
         config.spectra_requests_per_star
-        if spectra and config.spectra_requests_per_star
+        if (spectra or inpainting) and config.spectra_requests_per_star
         else config.requests_per_star
     )
     # Gumbel top-k: sampling without replacement with probabilities proportional to the weights.
     gumbel = -np.log(-np.log(rng.uniform(1e-12, 1.0, size=(batch, vocab))))
-    drawable = observed & (request_weight > 0) & ~(shown if headline else False)
+    drawable = observed & (request_weight > 0) & ~(shown if headline or inpainting else False)
     if spectra:
         # a random one of each star's shown observations is never requested: no star is left without input
         drawable[np.arange(batch), np.argmax(np.where(observed & shown, gumbel, -np.inf), axis=1)] = False
@@ -241,12 +263,11 @@ def sample_batch(
     # Shuffle (random order keys), crop to context, drop a random tail; or show an XP prefix.
     order_key = rng.uniform(size=(batch, vocab))
     n_keep = rng.integers(config.min_input_tokens, config.max_input_tokens + 1)
-    other_modes = config.headline_fraction + config.spectra_fraction
-    if headline:
+    if headline or inpainting:
         n_keep = config.max_input_tokens
     elif spectra:
         n_keep = rng.integers(1, int(shown[1:].sum()) + 1)
-    elif mode_draw < other_modes + (1 - other_modes) * config.xp_prefix_fraction:
+    elif mode_draw < boundaries[2] + (1 - boundaries[2]) * config.xp_prefix_fraction:
         keep &= xp_order < rng.integers(1, xp_order.max() + 2)  # non-XP names have order -1: always kept
         n_keep = config.max_input_tokens
     position = np.argsort(np.argsort(np.where(keep, order_key, np.inf), axis=1), axis=1)
@@ -287,6 +308,17 @@ def xp_coefficient_order(tokenizer: StarTokenizer) -> np.ndarray:
     return np.array([-1] + [xp_order(name) for name in tokenizer.observation_names])
 
 
+def xp_bands(tokenizer: StarTokenizer) -> np.ndarray:
+    """(vocab_size,) photometer of each name: 1 for a BP coefficient, 2 for an RP one, 0 for every other name."""
+    return np.array(
+        [0]
+        + [
+            ("bp", "rp").index(name[:2]) + 1 if xp_order(name) >= 0 else 0
+            for name in tokenizer.observation_names
+        ]
+    )
+
+
 def fixed_batch(
     tokenizer: StarTokenizer,
     values: np.ndarray,
@@ -312,6 +344,18 @@ def load_training_arrays(dataset: str, tokenizer: StarTokenizer) -> tuple[np.nda
     table = train.with_format("numpy")[:]
     values, errors = tokenizer.to_arrays(table, ignore_unknown=True)
     return values.astype(np.float32), errors.astype(np.float32), np.asarray(table["gaia_dr3_source_id"])
+
+
+def split_holdout(
+    values: np.ndarray, errors: np.ndarray, source_ids: np.ndarray, config: TrainingConfig
+) -> tuple[np.ndarray, np.ndarray, Split]:
+    """The train split's seeded hold-out (`validation_mask`): (train_index, valid_index, holdout), the hold-out also
+    as a `Split` for the loci and extinction scores, which read its labels only (its G magnitudes are NaN)."""
+    in_holdout = validation_mask(len(values), config.seed, config.validation_fraction)
+    train_index, valid_index = np.flatnonzero(~in_holdout), np.flatnonzero(in_holdout)
+    no_g_mag = np.full(len(valid_index), np.nan)
+    holdout = Split("validation", values[valid_index], errors[valid_index], source_ids[valid_index], no_g_mag)
+    return train_index, valid_index, holdout
 
 
 def checkpoints_in(output: Path) -> list[Path]:
@@ -352,8 +396,7 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
         tokenizer.set_normalization(load_stats(args.dataset))
         values, errors, source_ids = load_training_arrays(args.dataset, tokenizer)
     # Seeded hold-out drawn from the train split (the test split is never read here).
-    holdout = validation_mask(len(values), config.seed, config.validation_fraction)
-    train_index, valid_index = np.flatnonzero(~holdout), np.flatnonzero(holdout)
+    train_index, valid_index, holdout = split_holdout(values, errors, source_ids, config)
     if config.train_fraction < 1.0:
         kept = max(config.batch_size, round(config.train_fraction * len(train_index)))
         train_index = np.sort(np.random.default_rng(config.seed + 1).choice(train_index, kept, replace=False))
@@ -392,7 +435,7 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
     window = {"loss": 0.0, "steps": 0, "stars": 0, "targets": 0, "t0": time.monotonic()}
     stop_reason = "max_steps"
     if config.init_from and step == 0:  # the starting weights' scores: what the restart must improve on
-        scores = validate(accelerator, model, tokenizer, values, errors, valid_loader)
+        scores = validate(accelerator, model, tokenizer, values, errors, valid_loader, holdout)
         write_log(log, {"step": 0, "minutes": 0.0, "validation": scores})
     model.train()
     while step < stop_step and stop_reason == "max_steps":
@@ -436,10 +479,12 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
                 window = {"loss": 0.0, "steps": 0, "stars": 0, "targets": 0, "t0": time.monotonic()}
             if step % config.validation_every == 0 or step == config.max_steps:
                 record = {"step": step, "minutes": (time.monotonic() - started) / 60}
-                record["validation"] = validate(accelerator, model, tokenizer, values, errors, valid_loader)
+                record["validation"] = validate(
+                    accelerator, model, tokenizer, values, errors, valid_loader, holdout
+                )
                 if average is not None:
                     record["validation_ema"] = validate(
-                        accelerator, average.module, tokenizer, values, errors, valid_loader
+                        accelerator, average.module, tokenizer, values, errors, valid_loader, holdout
                     )
                 write_log(log, record)
                 model.train()
@@ -544,10 +589,19 @@ def save_checkpoint(accelerator: Accelerator, output: Path, step: int, keep: int
 
 
 @torch.no_grad()
-def validate(accelerator, model, tokenizer, values, errors, valid_loader) -> dict[str, float]:
-    """The hold-out's scores: scatter (mad_std, physical units) of Teff, log g, [Fe/H] from the headline inputs,
-    and ``spectra_flux_chi2``, the reduced chi-square of the sampled flux generated from parameters + colours
-    (`GENERATION_TASK`) against the measured flux errors, over the hold-out stars that observe all of it."""
+def validate(accelerator, model, tokenizer, values, errors, valid_loader, holdout: Split) -> dict[str, float]:
+    """The hold-out's scores.
+
+    - ``teff``, ``logg``, ``fe_h``: scatter (mad_std, physical units) from the headline inputs;
+    - ``spectra_flux_chi2``: the reduced chi-square of the sampled flux generated from parameters + colours
+      (`GENERATION_TASK`) against the measured flux errors, over the hold-out stars that observe all of it;
+    - ``bp_to_rp_flux_chi2``, ``rp_to_bp_flux_chi2``: the report's flux reduced chi-square of inpainting
+      (`INPAINTING_TASKS`, `stellar_tasks.generation.inpainting_flux_chi2`);
+    - ``giant_locus_teff``, ``main_sequence_locus_teff``: median |Delta Teff| [K] between the model's loci and the
+      ``holdout`` stars' running median (`stellar_tasks.loci`);
+    - ``extinction_f99``: the mean |deviation| of the extinction curve from Fitzpatrick (1999), from the labels of
+      `HOLDOUT_EXTINCTION_STARS` ``holdout`` stars (`stellar_tasks.extinction`).
+    """
     model.eval()
     predicted, true, _, _ = _holdout_predictions(
         accelerator, model, tokenizer, values, errors, valid_loader, HEADLINE_INPUTS, LABELS
@@ -560,6 +614,15 @@ def validate(accelerator, model, tokenizer, values, errors, valid_loader) -> dic
     flux_error = sampled_flux_error(error[complete])
     z = (sampled_flux(true[complete]) - sampled_flux(predicted[complete])) / flux_error
     scores["spectra_flux_chi2"] = float(np.mean(z[flux_error > 0] ** 2)) if complete.any() else float("nan")
+    unwrapped = accelerator.unwrap_model(model)
+    for task in INPAINTING_TASKS:
+        scores[f"{task.key}_flux_chi2"] = inpainting_flux_chi2(unwrapped, tokenizer, holdout, task)
+    branches = loci_summary(stellar_loci(unwrapped, tokenizer, holdout))["branches"]
+    scores["giant_locus_teff"] = branches["giant branch"]["median_abs_delta_teff"]
+    scores["main_sequence_locus_teff"] = branches["main sequence"]["median_abs_delta_teff"]
+    curve = extinction_curve(unwrapped, tokenizer, holdout, n_stars=HOLDOUT_EXTINCTION_STARS)
+    laws = extinction_summary(curve)["laws"]
+    scores["extinction_f99"] = laws["F99"]["mean_abs_deviation"]
     return scores
 
 

@@ -17,7 +17,7 @@ from stellar_tasks.extinction import (
     extinction_summary,
     law_curve,
 )
-from stellar_tasks.generation import SPECTRUM_TASKS, predict_spectra, spectrum_summary
+from stellar_tasks.generation import SPECTRUM_TASKS, inpainting_flux_chi2, predict_spectra, spectrum_summary
 from stellar_tasks.loci import BRANCHES, LOCUS_REQUESTS, Loci, loci_summary, stellar_loci
 from tests.conftest import create_test_model
 from tests.tasks_factory import in_memory_splits
@@ -82,6 +82,18 @@ def test_spectrum_tasks(splits, model, task):
     assert 0 <= summary["fraction_outputs_better"] <= 1
     assert 0 <= summary["n_signal_outputs"] <= len(task.outputs)
     assert isinstance(summary["beats_xgboost"], bool)
+
+
+@pytest.mark.parametrize("key", ["bp_to_rp", "rp_to_bp"])
+def test_holdout_inpainting_score_is_the_reports(splits, model, key):
+    """Training's hold-out score (no baseline) and the report's model flux chi2 agree on the same stars."""
+    tokenizer, train, test = splits
+    task = next(task for task in SPECTRUM_TASKS if task.key == key)
+    report = spectrum_summary(predict_spectra(model, tokenizer, train, test, task, FAST))
+    stars = test.subset(np.flatnonzero(np.isfinite(test.g_mag)))
+    assert inpainting_flux_chi2(model, tokenizer, stars, task) == pytest.approx(
+        report["model"]["flux"]["chi2_reduced"], rel=1e-6
+    )
 
 
 def test_spectrum_baseline_beats_nothing_without_training_data(splits, model):

@@ -169,6 +169,8 @@ def test_spectra_batches_show_no_xp_coefficient_and_ask_mostly_for_them():
     )  # equal weights: mostly coefficients, sometimes a label
     with pytest.raises(ValueError, match="at most 1"):
         training.TrainingConfig(spectra_fraction=0.7, headline_fraction=0.4)
+    with pytest.raises(ValueError, match="inpainting_fraction must be at most 1"):
+        training.TrainingConfig(spectra_fraction=0.5, headline_fraction=0.3, inpainting_fraction=0.3)
 
 
 def test_spectra_batches_take_their_own_number_of_requests():
@@ -187,6 +189,50 @@ def test_spectra_batches_take_their_own_number_of_requests():
             assert ((requests > 0).sum(1) == 40).all()
             assert (order[requests[requests > 0]] >= 0).sum() > 30 * len(requests)
     assert sizes == {0.0: 16, 1.0: 40}
+
+
+def test_inpainting_batches_show_one_band_and_ask_mostly_for_the_other():
+    tokenizer = create_test_tokenizer()
+    values, errors = _random_arrays(tokenizer, n_stars=64)
+    values[:, 1:] = np.nan_to_num(values[:, 1:], nan=0.5)  # every star observes everything
+    order, bands = training.xp_coefficient_order(tokenizer), training.xp_bands(tokenizer)
+    config = training.TrainingConfig(inpainting_fraction=1.0, spectra_requests_per_star=40)
+    weight = training.request_weights(tokenizer, config)
+    shown_bands, prefixes, asked_other_band, asked = set(), set(), 0, 0
+    for seed in range(30):
+        batch = training.sample_batch(tokenizer, values, errors, weight, config, np.random.default_rng(seed))
+        inputs, requests = batch["input_ids"].numpy(), batch["request_ids"].numpy()
+        band = set(bands[inputs[inputs > 0]].tolist())
+        assert len(band) == 1 and band != {0}  # one photometer's coefficients and nothing else
+        (shown_band,) = band
+        shown_bands.add(shown_band)
+        prefix = int(order[inputs[inputs > 0]].max()) + 1
+        assert (inputs > 0).sum(1).max() == prefix  # all of order < K: the stars observe every coefficient
+        prefixes.add(prefix)
+        assert requests.shape[1] == 40
+        asked_other_band += int((bands[requests[requests > 0]] == 3 - shown_band).sum())
+        asked += int((requests > 0).sum())
+    assert shown_bands == {1, 2} and len(prefixes) > 10
+    assert asked_other_band > asked / 2
+
+
+def test_spectra_label_weight_asks_for_labels_more_often():
+    tokenizer = create_test_tokenizer()
+    values, errors = _random_arrays(tokenizer, n_stars=128)
+    order = training.xp_coefficient_order(tokenizer)
+    asked_labels = {}
+    for label_weight in (1.0, 6.0):
+        config = training.TrainingConfig(spectra_fraction=1.0, spectra_label_weight=label_weight)
+        weight = training.request_weights(tokenizer, config)
+        counts = 0
+        for seed in range(20):
+            batch = training.sample_batch(
+                tokenizer, values, errors, weight, config, np.random.default_rng(seed)
+            )
+            requests = batch["request_ids"].numpy()
+            counts += int((order[requests[requests > 0]] < 0).sum())
+        asked_labels[label_weight] = counts
+    assert asked_labels[6.0] > 2 * asked_labels[1.0]
 
 
 def test_killed_run_resumes_with_identical_losses(tiny_dataset, tiny_config, tmp_path):
@@ -251,7 +297,17 @@ def test_warm_restart_starts_from_the_saved_weights_and_refuses_another_architec
     # the restart first scores its starting weights, before any step
     log = [json.loads(line) for line in (tmp_path / "second" / training.LOG_FILE).read_text().splitlines()]
     start = next(record for record in log if "validation" in record)
-    assert start["step"] == 0 and set(start["validation"]) == {"teff", "logg", "fe_h", "spectra_flux_chi2"}
+    assert start["step"] == 0 and set(start["validation"]) == {
+        "teff",
+        "logg",
+        "fe_h",
+        "spectra_flux_chi2",
+        "bp_to_rp_flux_chi2",
+        "rp_to_bp_flux_chi2",
+        "giant_locus_teff",
+        "main_sequence_locus_teff",
+        "extinction_f99",
+    }
     assert all(np.isfinite(start["validation"][label]) for label in ("teff", "logg", "fe_h"))
     wider = dataclasses.replace(
         training.TrainingConfig.from_json(tiny_config),

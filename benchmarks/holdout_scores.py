@@ -51,9 +51,8 @@ def main() -> None:
         name, _, folder = entry.partition("=")
         columns[name] = holdout_scores(Path(folder), args.dataset, config)
         print(name, {key: round(value, 4) for key, value in columns[name].items()}, flush=True)
-    rows = [
-        {"score": key, **{name: scores[key] for name, scores in columns.items()}} for key in columns[name]
-    ]
+    score_names = next(iter(columns.values()))
+    rows = [{"score": key, **{name: scores[key] for name, scores in columns.items()}} for key in score_names]
     write_results(Path(args.output), rows)
 
 

@@ -126,10 +126,7 @@ def predict_spectra(
     if max_stars is not None and len(eligible) > max_stars:
         eligible = np.sort(np.random.default_rng(seed).choice(eligible, max_stars, replace=False))
     stars = test.subset(eligible)
-    truth, truth_error = stars.physical(tokenizer, XP_NAMES)
-    columns = np.array([XP_NAMES.index(name) for name in task.outputs])
-    shown = mask_to_inputs(tokenizer, stars.values, task.inputs)
-    mean, std, _ = predict_arrays(model, tokenizer, shown, stars.errors, task.outputs)
+    truth, truth_error, model_full, std = _model_answer(model, tokenizer, stars, task)
     input_ids = tokenizer.convert_names_to_ids(task.inputs)
     output_ids = np.array(tokenizer.convert_names_to_ids(task.outputs))
     rows = train.has_all(tokenizer, (*task.inputs, *task.outputs))
@@ -141,12 +138,26 @@ def predict_spectra(
         joint=True,
     )
     baseline, _ = tokenizer.decode(np.broadcast_to(output_ids, standardised.shape), standardised)
-    model_full, xgboost_full = truth.copy(), truth.copy()
-    model_full[:, columns], xgboost_full[:, columns] = mean, baseline
+    xgboost_full = truth.copy()
+    xgboost_full[:, [XP_NAMES.index(name) for name in task.outputs]] = baseline
     labels, _ = stars.physical(tokenizer, LABELS)
     return SpectrumPredictions(
         task, truth, truth_error, model_full, std, xgboost_full, stars.g_mag, labels, record
     )
+
+
+def _model_answer(
+    model: StellarForObservationPrediction, tokenizer: StarTokenizer, stars: Split, task: SpectrumTask
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``stars`` (each observing all 110 coefficients) show ``task.inputs`` and the model answers ``task.outputs``.
+    Returns the (n, 110) real coefficients and their errors, the (n, 110) spectra with the outputs replaced by the
+    model's means, and the (n, len(outputs)) sigmas, all physical."""
+    truth, truth_error = stars.physical(tokenizer, XP_NAMES)
+    shown = mask_to_inputs(tokenizer, stars.values, task.inputs)
+    mean, std, _ = predict_arrays(model, tokenizer, shown, stars.errors, task.outputs)
+    answered = truth.copy()
+    answered[:, [XP_NAMES.index(name) for name in task.outputs]] = mean
+    return truth, truth_error, answered, std
 
 
 def affected_pixels(truth: np.ndarray, columns: np.ndarray) -> np.ndarray:
@@ -166,12 +177,8 @@ def inpainting_flux_chi2(
     baseline: the ``stars`` that observe all 110 coefficients show ``task.inputs``, the outputs are replaced by the
     model's and the affected pixels compared with the real flux, against its errors."""
     stars = stars.subset(stars.has_all(tokenizer, XP_NAMES))
-    truth, truth_error = stars.physical(tokenizer, XP_NAMES)
-    columns = np.array([XP_NAMES.index(name) for name in task.outputs])
-    shown = mask_to_inputs(tokenizer, stars.values, task.inputs)
-    predicted = truth.copy()
-    predicted[:, columns], _, _ = predict_arrays(model, tokenizer, shown, stars.errors, task.outputs)
-    affected = affected_pixels(truth, columns)
+    truth, truth_error, predicted, _ = _model_answer(model, tokenizer, stars, task)
+    affected = affected_pixels(truth, np.array([XP_NAMES.index(name) for name in task.outputs]))
     flux, flux_truth = sampled_flux(predicted)[:, affected], sampled_flux(truth)[:, affected]
     flux_error = sampled_flux_error(truth_error)[:, affected]
     return score(flux_truth.ravel(), flux.ravel(), np.zeros(flux.size), flux_error.ravel())["chi2_reduced"]

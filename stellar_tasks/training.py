@@ -102,13 +102,26 @@ class TrainingConfig:
     headline_fraction: float = 0.0
     headline_colours: list = field(default_factory=lambda: ["bprp", "jh", "jk"])
     # In this fraction of batches no XP coefficient is an input, as when users generate spectra: every star shows
-    # k of its other observations (labels, colours, extinction; k uniform in 1..their number, a shuffled subset)
-    # and its requests are drawn with equal weights among the rest, so mostly XP coefficients and now and then a
-    # label (the loci: Teff from log g and [Fe/H]). The other batches follow the modes above.
+    # a shuffled subset of its other observations (labels, colours, extinction; `spectra_inputs_first` says how
+    # its size is drawn) and its requests are drawn among the rest, mostly XP coefficients and, as often as
+    # `spectra_label_weight` says, labels (the loci: Teff from log g and [Fe/H]). The other batches follow the
+    # modes above.
     spectra_fraction: float = 0.0
     # Relative request weight, in those batches, of the names that are not XP coefficients (labels, colours,
     # extinction) against the coefficients': above 1 trains the loci (Teff from log g and [Fe/H]) more often.
     spectra_label_weight: float = 1.0
+    # Order of the two draws in spectra batches. False (stages 3-5): the requests are drawn first and the inputs
+    # are what they leave, so a label weight above 1 also shrinks the inputs (at 6, 68 % of stars show one
+    # observation and almost none the five of parameters + colours -> spectra). True: each star's inputs are drawn
+    # first (k uniform in 1..its number of observations that are not XP coefficients, a random subset), then the
+    # requests among the rest, so every input size is trained whatever the label weight.
+    spectra_inputs_first: bool = False
+    # With `spectra_inputs_first`: in spectra batches this fraction of stars shows one of these name lists (drawn
+    # uniformly; what of it the star observes) instead of a random subset -- the inputs users give without XP, as
+    # the headline batches favour theirs: parameters -> spectra, + colours, the loci (log g, [Fe/H]), the extinction
+    # curve (+ ak_targ). Requests are drawn among the rest as usual.
+    spectra_input_sets: list = field(default_factory=list)
+    spectra_input_set_fraction: float = 0.0
     # In this fraction of batches every star shows one photometer's spectrum and nothing else, as in inpainting
     # (BP -> RP, RP -> BP): the coefficients of one band (BP or RP, drawn per batch) of order < K, K uniform in
     # 1..55; its requests are drawn with equal weights among the rest, mostly the other band's coefficients.
@@ -165,6 +178,11 @@ class TrainingConfig:
             raise ValueError(
                 "headline_fraction + spectra_fraction + inpainting_fraction must be at most 1, got "
                 + " + ".join(map(str, fractions))
+            )
+
+        if self.spectra_input_set_fraction and not (self.spectra_inputs_first and self.spectra_input_sets):
+            raise ValueError(
+                "spectra_input_set_fraction > 0 needs spectra_inputs_first and spectra_input_sets"
             )
 
     def model_config(self, vocab_size: int) -> StellarConfig:
@@ -245,7 +263,12 @@ def sample_batch(
     # Gumbel top-k: sampling without replacement with probabilities proportional to the weights.
     gumbel = -np.log(-np.log(rng.uniform(1e-12, 1.0, size=(batch, vocab))))
     drawable = observed & (request_weight > 0) & ~(shown if headline or inpainting else False)
-    if spectra:
+    if spectra and config.spectra_inputs_first:
+        inputs = _random_subsets(observed & shown, rng)
+        if config.spectra_input_set_fraction:
+            inputs = _named_input_sets(tokenizer, config, observed & shown, inputs, rng)
+        drawable &= ~inputs
+    elif spectra:
         # a random one of each star's shown observations is never requested: no star is left without input
         drawable[np.arange(batch), np.argmax(np.where(observed & shown, gumbel, -np.inf), axis=1)] = False
     request_key = np.where(
@@ -257,13 +280,13 @@ def sample_batch(
     chosen = (rank < n_requests[:, None]) & np.isfinite(np.take_along_axis(request_key, top, axis=1))
     request_ids = np.where(chosen, top, 0)
     rows = np.arange(batch)[:, None]
-    keep = observed & shown[None, :]
+    keep = inputs if spectra and config.spectra_inputs_first else observed & shown[None, :]
     keep[rows, request_ids] = False
     keep[:, 0] = False
     # Shuffle (random order keys), crop to context, drop a random tail; or show an XP prefix.
     order_key = rng.uniform(size=(batch, vocab))
     n_keep = rng.integers(config.min_input_tokens, config.max_input_tokens + 1)
-    if headline or inpainting:
+    if headline or inpainting or (spectra and config.spectra_inputs_first):
         n_keep = config.max_input_tokens
     elif spectra:
         n_keep = rng.integers(1, int(shown[1:].sum()) + 1)
@@ -292,6 +315,35 @@ def moving_average(decay: float):
         return rate * averaged + (1.0 - rate) * current
 
     return update
+
+
+def _random_subsets(candidates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per row of the (batch, vocab_size) bool ``candidates``, a uniformly random subset of k of its True entries,
+    k uniform in 1..their number (none for a row without any): the same shape, bool."""
+    n_candidates = candidates.sum(1)
+    size = rng.integers(1, np.maximum(n_candidates, 1) + 1)  # (batch,)
+    key = np.where(candidates, rng.uniform(size=candidates.shape), np.inf)
+    rank = np.argsort(np.argsort(key, axis=1), axis=1)
+    return candidates & (rank < size[:, None])
+
+
+def _named_input_sets(
+    tokenizer: StarTokenizer,
+    config: TrainingConfig,
+    candidates: np.ndarray,
+    inputs: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """``inputs`` (batch, vocab_size) bool with a ``config.spectra_input_set_fraction`` of its rows replaced by one of
+    ``config.spectra_input_sets`` (drawn uniformly), restricted to that row's ``candidates``; a row observing none of
+    its drawn set keeps its input."""
+    batch, vocab = candidates.shape
+    sets = np.zeros((len(config.spectra_input_sets), vocab), dtype=bool)
+    for row, names in enumerate(config.spectra_input_sets):
+        sets[row, tokenizer.convert_names_to_ids(list(names))] = True
+    drawn = sets[rng.integers(len(sets), size=batch)] & candidates
+    replace = (rng.random(batch) < config.spectra_input_set_fraction) & drawn.any(axis=1)
+    return np.where(replace[:, None], drawn, inputs)
 
 
 def request_weights(tokenizer: StarTokenizer, config: TrainingConfig) -> np.ndarray:

@@ -235,6 +235,75 @@ def test_spectra_label_weight_asks_for_labels_more_often():
     assert asked_labels[6.0] > 2 * asked_labels[1.0]
 
 
+def test_spectra_inputs_first_trains_every_input_size_whatever_the_label_weight():
+    tokenizer = create_test_tokenizer()
+    values, errors = _random_arrays(tokenizer, n_stars=256)
+    order = training.xp_coefficient_order(tokenizer)
+    others = np.flatnonzero(order < 0)[1:]  # labels, colours, extinction
+    values[:, others] = np.nan_to_num(values[:, others], nan=0.1)  # every star observes all of them
+    values[:32, others[1:]] = np.nan  # ... except these, which observe one only
+    shown_counts, hidden_asked = {}, {False: np.zeros(2), True: np.zeros(2)}
+    for inputs_first in (False, True):
+        config = training.TrainingConfig(
+            spectra_fraction=1.0,
+            headline_fraction=0.0,
+            spectra_label_weight=6.0,
+            spectra_requests_per_star=40,
+            spectra_inputs_first=inputs_first,
+        )
+        weight = training.request_weights(tokenizer, config)
+        counts = []
+        for seed in range(20):
+            batch = training.sample_batch(
+                tokenizer, values, errors, weight, config, np.random.default_rng(seed)
+            )
+            inputs, requests = batch["input_ids"].numpy(), batch["request_ids"].numpy()
+            assert (order[inputs[inputs > 0]] < 0).all() and ((inputs > 0).sum(1) >= 1).all()
+            for star, (shown, asked) in enumerate(zip(inputs, requests, strict=True)):
+                shown, asked = set(shown[shown > 0].tolist()), set(asked[asked > 0].tolist())
+                assert not shown & asked
+                requestable = (
+                    set(others[np.isfinite(values[star, others]) & (weight[others] > 0)].tolist()) - shown
+                )
+                hidden_asked[inputs_first] += np.array([len(requestable & asked), len(requestable)])
+            counts.append((inputs[32:] > 0).sum(1))
+        shown_counts[inputs_first] = np.bincount(np.concatenate(counts), minlength=len(others) + 1)[1:]
+    # requests first: the weight leaves most stars one input; inputs first: every size 1..all about as often
+    assert shown_counts[False][0] > 0.5 * shown_counts[False].sum()
+    assert shown_counts[True].min() > 0.5 * shown_counts[True].mean()
+    assert len(shown_counts[True]) == len(others)
+    # either way, nearly every requestable observation a star does not show is asked for (weight 6)
+    assert all(asked / hidden > 0.85 for asked, hidden in hidden_asked.values())
+
+
+def test_spectra_input_sets_show_the_inputs_users_give():
+    tokenizer = create_test_tokenizer()
+    values, errors = _random_arrays(tokenizer, n_stars=512)
+    order = training.xp_coefficient_order(tokenizer)
+    others = np.flatnonzero(order < 0)[1:]
+    values[:, others] = np.nan_to_num(values[:, others], nan=0.1)  # every star observes all of them
+    values[:64, tokenizer.convert_names_to_ids(["logg"])] = np.nan  # ... these lack log g
+    sets = [["teff", "logg", "fe_h"], ["logg", "fe_h"]]
+    config = training.TrainingConfig(
+        spectra_fraction=1.0,
+        headline_fraction=0.0,
+        spectra_inputs_first=True,
+        spectra_input_sets=sets,
+        spectra_input_set_fraction=0.5,
+    )
+    weight = training.request_weights(tokenizer, config)
+    batch = training.sample_batch(tokenizer, values, errors, weight, config, np.random.default_rng(0))
+    shown = [
+        frozenset(tokenizer.convert_ids_to_names(row[row > 0].tolist())) for row in batch["input_ids"].numpy()
+    ]
+    share = {frozenset(names): np.mean([star == frozenset(names) for star in shown[64:]]) for names in sets}
+    # half the stars show a named set, each set a quarter (a random subset matches one only by chance, < 3 %)
+    assert all(0.17 < value < 0.33 for value in share.values()), share
+    assert frozenset({"teff", "fe_h"}) in shown[:64]  # a star lacking log g shows what it observes of its set
+    with pytest.raises(ValueError, match="spectra_inputs_first"):
+        training.TrainingConfig(spectra_input_sets=sets, spectra_input_set_fraction=0.5)
+
+
 def test_killed_run_resumes_with_identical_losses(tiny_dataset, tiny_config, tmp_path):
     straight = _run(tiny_dataset, tmp_path / "straight", tiny_config, "--stop-at-step", "16")
     assert straight.returncode == 0, straight.stderr[-2000:]

@@ -110,11 +110,11 @@ class TrainingConfig:
     # Relative request weight, in those batches, of the names that are not XP coefficients (labels, colours,
     # extinction) against the coefficients': above 1 trains the loci (Teff from log g and [Fe/H]) more often.
     spectra_label_weight: float = 1.0
-    # Order of the two draws in spectra batches. False (stages 3-5): the requests are drawn first and the inputs
-    # are what they leave, so a label weight above 1 also shrinks the inputs (at 6, 68 % of stars show one
-    # observation and almost none the five of parameters + colours -> spectra). True: each star's inputs are drawn
-    # first (k uniform in 1..its number of observations that are not XP coefficients, a random subset), then the
-    # requests among the rest, so every input size is trained whatever the label weight.
+    # Order of the two draws in spectra batches. False (stages 3, 4 and the first stage 5): the requests are drawn
+    # first and the inputs are what they leave, so a label weight above 1 also shrinks the inputs (at 6, 68 % of
+    # stars show one observation and almost none the five of parameters + colours -> spectra). True: each star's
+    # inputs are drawn first (k uniform in 1..its number of observations that are not XP coefficients, a random
+    # subset), then the requests among the rest, so every input size is trained whatever the label weight.
     spectra_inputs_first: bool = False
     # With `spectra_inputs_first`: in spectra batches this fraction of stars shows one of these name lists (drawn
     # uniformly; what of it the star observes) instead of a random subset -- the inputs users give without XP, as
@@ -179,7 +179,6 @@ class TrainingConfig:
                 "headline_fraction + spectra_fraction + inpainting_fraction must be at most 1, got "
                 + " + ".join(map(str, fractions))
             )
-
         if self.spectra_input_set_fraction and not (self.spectra_inputs_first and self.spectra_input_sets):
             raise ValueError(
                 "spectra_input_set_fraction > 0 needs spectra_inputs_first and spectra_input_sets"

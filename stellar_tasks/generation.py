@@ -55,6 +55,11 @@ class SpectrumTask:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
 
+    @property
+    def output_columns(self) -> np.ndarray:
+        """Columns of the outputs in (n, 110) coefficient arrays (`XP_NAMES` order)."""
+        return np.array([XP_NAMES.index(name) for name in self.outputs])
+
 
 SPECTRUM_TASKS: tuple[SpectrumTask, ...] = (
     SpectrumTask("parameters", "Teff, log g, [Fe/H] -> all 110 XP coefficients", LABELS, XP_NAMES),
@@ -107,7 +112,7 @@ class SpectrumPredictions:
     @property
     def output_columns(self) -> np.ndarray:
         """Columns of the task's outputs in the (n, 110) arrays."""
-        return np.array([XP_NAMES.index(name) for name in self.task.outputs])
+        return self.task.output_columns
 
 
 def predict_spectra(
@@ -139,7 +144,7 @@ def predict_spectra(
     )
     baseline, _ = tokenizer.decode(np.broadcast_to(output_ids, standardised.shape), standardised)
     xgboost_full = truth.copy()
-    xgboost_full[:, [XP_NAMES.index(name) for name in task.outputs]] = baseline
+    xgboost_full[:, task.output_columns] = baseline
     labels, _ = stars.physical(tokenizer, LABELS)
     return SpectrumPredictions(
         task, truth, truth_error, model_full, std, xgboost_full, stars.g_mag, labels, record
@@ -156,11 +161,11 @@ def _model_answer(
     shown = mask_to_inputs(tokenizer, stars.values, task.inputs)
     mean, std, _ = predict_arrays(model, tokenizer, shown, stars.errors, task.outputs)
     answered = truth.copy()
-    answered[:, [XP_NAMES.index(name) for name in task.outputs]] = mean
+    answered[:, task.output_columns] = mean
     return truth, truth_error, answered, std
 
 
-def affected_pixels(truth: np.ndarray, columns: np.ndarray) -> np.ndarray:
+def _affected_pixels(truth: np.ndarray, columns: np.ndarray) -> np.ndarray:
     """(343,) bool: the sampled-flux pixels that the coefficients at ``columns`` of the (n, 110) real spectra
     ``truth`` carry at least `AFFECTED_FRACTION` of (median over stars)."""
     outputs_only = np.zeros_like(truth)
@@ -178,7 +183,7 @@ def inpainting_flux_chi2(
     model's and the affected pixels compared with the real flux, against its errors."""
     stars = stars.subset(stars.has_all(tokenizer, XP_NAMES))
     truth, truth_error, predicted, _ = _model_answer(model, tokenizer, stars, task)
-    affected = affected_pixels(truth, np.array([XP_NAMES.index(name) for name in task.outputs]))
+    affected = _affected_pixels(truth, task.output_columns)
     flux, flux_truth = sampled_flux(predicted)[:, affected], sampled_flux(truth)[:, affected]
     flux_error = sampled_flux_error(truth_error)[:, affected]
     return score(flux_truth.ravel(), flux.ravel(), np.zeros(flux.size), flux_error.ravel())["chi2_reduced"]
@@ -199,7 +204,7 @@ def spectrum_summary(predictions: SpectrumPredictions) -> dict:
     columns = predictions.output_columns
     flux_truth = sampled_flux(predictions.truth)
     flux_error = sampled_flux_error(predictions.truth_error)
-    affected = affected_pixels(predictions.truth, columns)
+    affected = _affected_pixels(predictions.truth, columns)
     in_range = (FLUX_RANGE_NM[0] <= XP_SAMPLING_NM) & (FLUX_RANGE_NM[1] >= XP_SAMPLING_NM)
     summary: dict = {"task": predictions.task.key, "description": predictions.task.description}
     summary["n_stars"] = len(predictions.truth)

@@ -262,7 +262,8 @@ def sample_batch(
     # Gumbel top-k: sampling without replacement with probabilities proportional to the weights.
     gumbel = -np.log(-np.log(rng.uniform(1e-12, 1.0, size=(batch, vocab))))
     drawable = observed & (request_weight > 0) & ~(shown if headline or inpainting else False)
-    if spectra and config.spectra_inputs_first:
+    inputs_first = spectra and config.spectra_inputs_first
+    if inputs_first:
         inputs = _random_subsets(observed & shown, rng)
         if config.spectra_input_set_fraction:
             inputs = _named_input_sets(tokenizer, config, observed & shown, inputs, rng)
@@ -279,13 +280,13 @@ def sample_batch(
     chosen = (rank < n_requests[:, None]) & np.isfinite(np.take_along_axis(request_key, top, axis=1))
     request_ids = np.where(chosen, top, 0)
     rows = np.arange(batch)[:, None]
-    keep = inputs if spectra and config.spectra_inputs_first else observed & shown[None, :]
+    keep = inputs if inputs_first else observed & shown[None, :]
     keep[rows, request_ids] = False
     keep[:, 0] = False
     # Shuffle (random order keys), crop to context, drop a random tail; or show an XP prefix.
     order_key = rng.uniform(size=(batch, vocab))
     n_keep = rng.integers(config.min_input_tokens, config.max_input_tokens + 1)
-    if headline or inpainting or (spectra and config.spectra_inputs_first):
+    if headline or inpainting or inputs_first:
         n_keep = config.max_input_tokens
     elif spectra:
         n_keep = rng.integers(1, int(shown[1:].sum()) + 1)

@@ -32,8 +32,16 @@ def headline_numbers(results: dict, method: str = "model") -> dict[str, float]:
     if method == "model":
         for branch, summary in results["loci"]["branches"].items():
             numbers[f"loci: {branch} median |dTeff| [K]"] = summary["median_abs_delta_teff"]
+        # Reports before 2026-12-06 took the colour excess of the median slope; their rows keep that name.
+        statistic = results["extinction"].get("statistic", "normalised median slope")
         for law, summary in results["extinction"]["laws"].items():
-            numbers[f"extinction curve: mean |deviation| from {law}"] = summary["mean_abs_deviation"]
+            numbers[f"extinction curve ({statistic}): mean |deviation| from {law}"] = summary[
+                "mean_abs_deviation"
+            ]
+            for kind, population in summary.get("populations", {}).items():
+                numbers[f"extinction curve ({statistic}), {kind} only: from {law}"] = population[
+                    "mean_abs_deviation"
+                ]
     return numbers
 
 

@@ -17,7 +17,7 @@ from datasets_builder.constants import XP_SAMPLING_NM
 from datasets_builder.xp import sampled_flux
 
 from .evaluation import LabelPredictions
-from .extinction import LAWS, ExtinctionCurve, law_curve
+from .extinction import LAWS, POPULATIONS, ExtinctionCurve, law_curve
 from .generation import SpectrumPredictions
 from .inputs import LABELS
 from .loci import Loci
@@ -209,8 +209,18 @@ def plot_extinction(curve: ExtinctionCurve, summary: dict, path: Path) -> Path:
     figure = Figure(figsize=(7.5, 4.5))
     axis = figure.subplots()
     axis.plot(
-        XP_SAMPLING_NM, curve.colour_excess, color="k", lw=2, label=f"model ({curve.n_stars} test stars)"
+        XP_SAMPLING_NM, curve.colour_excess(), color="k", lw=2, label=f"model ({curve.n_stars} test stars)"
     )
+    for (kind, (low, high)), style in zip(POPULATIONS.items(), (":", "-."), strict=True):
+        stars = (low <= curve.logg) & (curve.logg < high)
+        axis.plot(
+            XP_SAMPLING_NM,
+            curve.colour_excess(stars),
+            color="0.35",
+            lw=1,
+            ls=style,
+            label=f"model, {kind} ({curve.n_stars_of(stars)})",
+        )
     for law, description in LAWS.items():
         deviation = summary["laws"][law]["mean_abs_deviation"]
         axis.plot(

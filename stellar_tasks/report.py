@@ -35,7 +35,7 @@ from .card import fmt, write_model_card
 from .data import load_split, split_overlap
 from .embeddings import neighbour_summary
 from .evaluation import INPUT_SETTINGS, assess_goals, parameter_rows, population_rows, predict_labels
-from .extinction import extinction_curve, extinction_summary
+from .extinction import POPULATIONS, extinction_curve, extinction_summary
 from .generation import SPECTRUM_TASKS, predict_spectra, spectrum_summary
 from .inputs import REPORT_LABELS
 from .loci import loci_summary, stellar_loci
@@ -115,7 +115,7 @@ def run_report(
     output: str | Path,
     budget: BaselineBudget = BUDGETS["quick"],
     max_spectrum_stars: int | None = None,
-    extinction_stars: int = 200,
+    extinction_stars: int = 1000,
     neighbour_queries: int = 1000,
     test_ids_file: str | Path | None = None,
 ) -> dict:
@@ -181,7 +181,7 @@ def run_report(
     with progress.step("extinction curve"):
         curve = extinction_curve(model, tokenizer, test, n_stars=extinction_stars)
         results["extinction"] = extinction_summary(curve)
-        results["extinction"]["colour_excess"] = curve.colour_excess.tolist()
+        results["extinction"]["colour_excess"] = curve.colour_excess().tolist()
         figures["extinction"] = plot_extinction(
             curve, results["extinction"], output / "extinction_curve.png"
         ).name
@@ -315,9 +315,17 @@ def render_markdown(results: dict) -> str:
         ],
     )
     extinction = results["extinction"]
+    kinds = list(POPULATIONS)
     laws = _table(
-        ["law", "mean abs deviation"],
-        [[v["description"], fmt(v["mean_abs_deviation"])] for v in extinction["laws"].values()],
+        ["law", "mean abs deviation", *(f"{kind} only" for kind in kinds)],
+        [
+            [
+                v["description"],
+                fmt(v["mean_abs_deviation"]),
+                *(fmt(v["populations"][kind]["mean_abs_deviation"]) for kind in kinds),
+            ]
+            for v in extinction["laws"].values()
+        ],
     )
     embeddings = results["embeddings"]
     neighbours = _table(
@@ -399,6 +407,8 @@ Teff requested from (log g, [Fe/H]) only, against the running median Teff of the
 XP spectra requested for {extinction["n_stars"]} test stars (their Teff, log g, [Fe/H]) at A_K = {extinction["ak_grid"]} mag.
 The coefficients are normalised by the G-band flux, so the predicted spectra carry extinction only up to a grey term;
 the curve is compared as {extinction["normalisation"]}, over {extinction["range_nm"][0]:g}-{extinction["range_nm"][1]:g} nm.
+The model's curve is the {extinction["statistic"]} ({extinction["n_not_reddening"]} stars whose predicted spectra do not
+redden between 550 and 440 nm have none); giants (log g < {POPULATIONS["giants"][1]:g}) and dwarfs are also scored alone.
 
 {laws}
 

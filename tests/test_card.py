@@ -62,7 +62,18 @@ def _results() -> dict:
         "extinction": {
             "normalisation": "(A(lambda) - A(550 nm)) / (A(440 nm) - A(550 nm))",
             "range_nm": [400.0, 950.0],
-            "laws": {"F99": {"description": "Fitzpatrick (1999), R_V = 3.1", "mean_abs_deviation": 0.0712}},
+            "n_stars": 1000,
+            "statistic": "median over stars of each star's colour-excess curve",
+            "laws": {
+                "F99": {
+                    "description": "Fitzpatrick (1999), R_V = 3.1",
+                    "mean_abs_deviation": 0.0712,
+                    "populations": {
+                        "giants": {"mean_abs_deviation": 0.0345},
+                        "dwarfs": {"mean_abs_deviation": 0.1326},
+                    },
+                }
+            },
         },
     }
 

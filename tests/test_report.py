@@ -132,9 +132,12 @@ def test_reports_compare_side_by_side_with_the_last_reports_baseline(tmp_path):
         assert float(row["first"]) > 0
     settings = {row["setting"] for row in report["parameters"]}
     assert sum(key.startswith("parameters") for key in rows) == len(settings) * 4  # four labels per setting
-    assert {"loci: main sequence median |dTeff| [K]", "extinction curve: mean |deviation| from F99"} <= set(
-        rows
-    )
+    statistic = report["extinction"]["statistic"]
+    assert {
+        "loci: main sequence median |dTeff| [K]",
+        f"extinction curve ({statistic}): mean |deviation| from F99",
+        f"extinction curve ({statistic}), giants only: from F99",
+    } <= set(rows)
     assert rows["loci: main sequence median |dTeff| [K]"]["xgboost"] == ""  # no baseline for the loci
     refused = subprocess.run([*command[:2], str(first)], capture_output=True, text=True)
     assert refused.returncode == 2 and "NAME=FOLDER" in refused.stderr

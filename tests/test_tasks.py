@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from datasets_builder.constants import G_ZERO_POINT, XP_SAMPLING_NM
 from datasets_builder.xp import XP_NAMES, g_band_flux, sampled_flux, sampled_flux_error
@@ -12,10 +14,12 @@ from stellar_tasks.baselines import XGBoostSettings
 from stellar_tasks.embeddings import neighbour_summary
 from stellar_tasks.extinction import (
     LAWS,
+    ExtinctionCurve,
     colour_excess_curve,
     extinction_curve,
     extinction_summary,
     law_curve,
+    per_star_colour_excess,
 )
 from stellar_tasks.generation import SPECTRUM_TASKS, inpainting_flux_chi2, predict_spectra, spectrum_summary
 from stellar_tasks.loci import BRANCHES, LOCUS_REQUESTS, Loci, loci_summary, stellar_loci
@@ -151,11 +155,37 @@ def test_colour_excess_removes_grey_term_and_scale():
     )
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    scales=st.lists(st.floats(0.05, 20.0), min_size=3, max_size=12),
+    greys=st.lists(st.floats(-2.0, 2.0), min_size=12, max_size=12),
+    giant_fraction=st.floats(0.2, 0.8),
+)
+def test_one_law_at_any_scale_gives_the_law_for_every_kind_of_star(scales, greys, giant_fraction):
+    import astropy.units as u
+    from dust_extinction.parameter_averages import F99
+
+    a_lambda = np.asarray(F99(Rv=3.1)(XP_SAMPLING_NM * u.nm))
+    # Each star's slope is the law at its own scale k and grey term: what a model whose A_K scale differs between
+    # kinds of stars answers. The per-star median is the law; a star whose spectrum gets bluer has no curve.
+    slope = np.array([k * (a_lambda - grey) for k, grey in zip(scales, greys, strict=False)] + [-a_lambda])
+    logg = np.where(np.arange(len(slope)) < giant_fraction * len(slope), 2.5, 4.5)
+    curve = ExtinctionCurve(np.array([0.0, 0.2]), np.nanmedian(slope, 0), per_star_colour_excess(slope), logg)
+    assert curve.n_stars == len(scales)
+    summary = extinction_summary(curve)
+    assert summary["n_not_reddening"] == 1
+    np.testing.assert_allclose(curve.colour_excess(), law_curve("F99"), atol=1e-9)
+    assert summary["laws"]["F99"]["mean_abs_deviation"] == pytest.approx(0.0, abs=1e-9)
+    for kind, population in summary["laws"]["F99"]["populations"].items():
+        assert population["n_stars"] == int(np.sum((logg < 3.5) == (kind == "giants")) - (kind == "dwarfs"))
+
+
 def test_extinction_curve_shapes(splits, model):
     tokenizer, _, test = splits
     curve = extinction_curve(model, tokenizer, test, n_stars=10, ak_grid=(0.0, 0.2, 0.4))
-    assert curve.per_unit_ak.shape == curve.colour_excess.shape == (343,)
-    assert curve.n_stars == 10
+    assert curve.per_unit_ak.shape == curve.colour_excess().shape == (343,)
+    assert curve.per_star.shape == (10, 343) and curve.logg.shape == (10,)
+    assert curve.n_stars + extinction_summary(curve)["n_not_reddening"] == 10
     summary = extinction_summary(curve)
     assert set(summary["laws"]) == set(LAWS)
     with pytest.raises(ValueError, match="start at 0"):

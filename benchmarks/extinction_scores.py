@@ -34,6 +34,7 @@ from stellar_tasks.extinction import (
     colour_excess_curve,
     extinction_curve,
     extinction_summary,
+    in_population,
     law_curve,
 )
 from stellar_tasks.inputs import LABELS
@@ -88,10 +89,7 @@ def data_scores(dataset: str, tokenizer: StarTokenizer) -> dict[str, float]:
     design = np.column_stack([*terms, labels[:, 3]])
     in_range = (COMPARISON_RANGE_NM[0] <= XP_SAMPLING_NM) & (COMPARISON_RANGE_NM[1] >= XP_SAMPLING_NM)
     row: dict[str, float] = {"stars": int(usable.sum()), "stars not reddening": 0}
-    kinds = {"all": usable} | {
-        kind: usable & (low <= labels[:, 1]) & (labels[:, 1] < high)
-        for kind, (low, high) in POPULATIONS.items()
-    }
+    kinds = {"all": usable} | {kind: usable & in_population(labels[:, 1], kind) for kind in POPULATIONS}
     curves = {}
     for kind, stars in kinds.items():
         coefficients, *_ = np.linalg.lstsq(design[stars], -np.log(flux[stars]), rcond=None)

@@ -41,6 +41,7 @@ __all__ = [
     "colour_excess_curve",
     "extinction_curve",
     "extinction_summary",
+    "in_population",
     "law_curve",
     "per_star_colour_excess",
 ]
@@ -65,6 +66,12 @@ POPULATIONS = {
     "dwarfs": (BRANCHES["giant branch"][1], np.inf),
 }
 """log g ranges [dex] of the star kinds also scored on their own, split at the loci's giant-branch edge."""
+
+
+def in_population(logg: np.ndarray, kind: str) -> np.ndarray:
+    """(n,) bool: the stars of log g ``logg`` (n,) [dex] that are of `POPULATIONS` ``kind``."""
+    low, high = POPULATIONS[kind]
+    return (low <= logg) & (logg < high)
 
 
 def _at(curve: np.ndarray, nm: float, wavelength: np.ndarray) -> np.ndarray:
@@ -101,10 +108,10 @@ class ExtinctionCurve:
     per_unit_ak : numpy.ndarray
         (343,) median over stars of d(-ln F)/dA_K [1/mag] (the model's scale); NaN where no star has positive flux.
     per_star : numpy.ndarray
-        (n_stars, 343) each star's `colour_excess_curve`; NaN rows for stars whose predicted spectrum does not redden
-        (A_440 <= A_550: no colour excess to scale by).
+        (n_drawn, 343) each drawn star's `colour_excess_curve`; NaN rows for stars whose predicted spectrum does not
+        redden (A_440 <= A_550: no colour excess to scale by).
     logg : numpy.ndarray
-        (n_stars,) the stars' log g [dex], to score `POPULATIONS` on their own.
+        (n_drawn,) the drawn stars' log g [dex], to score `POPULATIONS` on their own.
     """
 
     ak_grid: np.ndarray
@@ -118,13 +125,13 @@ class ExtinctionCurve:
         return self.n_stars_of(np.ones(len(self.per_star), dtype=bool))
 
     def n_stars_of(self, stars: np.ndarray) -> int:
-        """How many of ``stars`` ((n_stars,) bool) have a colour-excess curve."""
+        """How many of ``stars`` ((n_drawn,) bool) have a colour-excess curve."""
         return int(np.isfinite(self.per_star[stars]).any(axis=1).sum())
 
     def colour_excess(self, stars: np.ndarray | None = None) -> np.ndarray:
-        """(343,) the median of the per-star colour-excess curves, of ``stars`` ((n_stars,) bool) or of all."""
+        """(343,) the median of the per-star colour-excess curves, of ``stars`` ((n_drawn,) bool) or of all."""
         chosen = self.per_star if stars is None else self.per_star[stars]
-        with np.errstate(all="ignore"), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
             return np.nanmedian(chosen, axis=0)
 
@@ -180,7 +187,7 @@ def extinction_summary(curve: ExtinctionCurve) -> dict:
     """Mean absolute deviation of the model's colour-excess curve from each law over `COMPARISON_RANGE_NM`, for all
     stars and for each of `POPULATIONS`."""
     in_range = (COMPARISON_RANGE_NM[0] <= XP_SAMPLING_NM) & (COMPARISON_RANGE_NM[1] >= XP_SAMPLING_NM)
-    kinds = {kind: (low <= curve.logg) & (curve.logg < high) for kind, (low, high) in POPULATIONS.items()}
+    kinds = {kind: in_population(curve.logg, kind) for kind in POPULATIONS}
     summary: dict = {
         "n_stars": curve.n_stars,
         "n_not_reddening": len(curve.per_star) - curve.n_stars,

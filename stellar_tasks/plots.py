@@ -17,7 +17,7 @@ from datasets_builder.constants import XP_SAMPLING_NM
 from datasets_builder.xp import sampled_flux
 
 from .evaluation import LabelPredictions
-from .extinction import LAWS, POPULATIONS, ExtinctionCurve, law_curve
+from .extinction import LAWS, POPULATIONS, ExtinctionCurve, in_population, law_curve
 from .generation import SpectrumPredictions
 from .inputs import LABELS
 from .loci import Loci
@@ -211,8 +211,8 @@ def plot_extinction(curve: ExtinctionCurve, summary: dict, path: Path) -> Path:
     axis.plot(
         XP_SAMPLING_NM, curve.colour_excess(), color="k", lw=2, label=f"model ({curve.n_stars} test stars)"
     )
-    for (kind, (low, high)), style in zip(POPULATIONS.items(), (":", "-."), strict=True):
-        stars = (low <= curve.logg) & (curve.logg < high)
+    for kind, style in zip(POPULATIONS, (":", "-."), strict=True):
+        stars = in_population(curve.logg, kind)
         axis.plot(
             XP_SAMPLING_NM,
             curve.colour_excess(stars),

@@ -20,12 +20,14 @@ Launch lines (all take the same arguments; ``--mixed-precision`` or accelerate's
     # resume the newest checkpoint of a stopped run, or stop cleanly after a time budget
     python train.py --dataset ... --output runs/apogee-xp --resume
     python train.py --dataset ... --output runs/apogee-xp --max-minutes 60
-    # a warm restart: a fresh schedule on the weights of a saved model folder (the shipped model's stages 2-5;
-    # `make train` runs all five)
+    # a warm restart: a fresh schedule on the weights of a saved model folder (the shipped model's stages 2-6;
+    # `make train` runs all six)
     python train.py --dataset ... --output runs/stage2 --config configs/train_continue_d96.json --init-from runs/stage1
     python train.py --dataset ... --output runs/stage3 --config configs/train_spectra_d96.json --init-from runs/stage2
     python train.py --dataset ... --output runs/stage4 --config configs/train_generation_d96.json --init-from runs/stage3
     python train.py --dataset ... --output runs/stage5 --config configs/train_inpainting_d96.json --init-from runs/stage4
+    python train.py --dataset ... --output runs/stage6 --config configs/train_headline_d96.json --init-from runs/stage5 \
+        --stop-at-step 3000
 
 ``--dataset`` is a dataset folder written by ``stellar-foundation build`` or a Hub dataset id. The same run is
 ``stellar-foundation train ...``; this file is only the script ``accelerate launch`` needs: the training code is

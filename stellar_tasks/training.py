@@ -482,7 +482,10 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
         write_log(log, {"resumed_from": step})
     steps_per_epoch = len(train_loader)
     stop_step = min(config.max_steps, args.stop_at_step or config.max_steps)
-    started, budget = time.monotonic(), (args.max_minutes * 60 if args.max_minutes else math.inf)
+    # A resumed run's clock goes on from its log (the minutes it reports are the whole run's); --max-minutes counts
+    # this process's time only.
+    started = time.monotonic() - 60 * logged_minutes(output / LOG_FILE, step)
+    budget_started, budget = time.monotonic(), (args.max_minutes * 60 if args.max_minutes else math.inf)
     progress = tqdm(total=stop_step, initial=step, disable=not accelerator.is_main_process, desc="training")
     window = {"loss": 0.0, "steps": 0, "stars": 0, "targets": 0, "t0": time.monotonic()}
     stop_reason = "max_steps"
@@ -542,7 +545,7 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
                 model.train()
             if step % config.checkpoint_every == 0:
                 save_checkpoint(accelerator, output, step, config.keep_checkpoints)
-            if time.monotonic() - started > budget:
+            if time.monotonic() - budget_started > budget:
                 stop_reason = "max_minutes"
             if step >= stop_step or stop_reason != "max_steps":
                 break
@@ -619,6 +622,14 @@ def resume(accelerator: Accelerator, output: Path) -> int:
     except Exception as error:  # corrupt or truncated files: say which checkpoint
         raise ValueError(f"checkpoint {newest} cannot be loaded ({type(error).__name__}: {error})") from error
     return int(newest.name.split("_")[1])
+
+
+def logged_minutes(log: Path, step: int) -> float:
+    """Training minutes the run's log gives up to ``step`` (its records at or before that step); 0 with no log."""
+    if not log.is_file():
+        return 0.0
+    records = (json.loads(line) for line in log.read_text().splitlines() if line.strip())
+    return max((r["minutes"] for r in records if "minutes" in r and r.get("step", 0) <= step), default=0.0)
 
 
 def save_checkpoint(accelerator: Accelerator, output: Path, step: int, keep: int) -> None:

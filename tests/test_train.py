@@ -332,6 +332,11 @@ def test_killed_run_resumes_with_identical_losses(tiny_dataset, tiny_config, tmp
     # the log of the killed run may hold steps past its checkpoint; the resumed ones are appended last
     assert sorted(got) == list(range(resumed_from + 1, 17))
     assert got == expected
+    # the resumed run's clock goes on from the killed one's: its facts count both parts
+    before = training.logged_minutes(interrupted / training.LOG_FILE, resumed_from)
+    assert before > 0
+    facts = json.loads((interrupted / training.FACTS_FILE).read_text())
+    assert facts["train_minutes"] > before
     # the saved model is the weight average, restored from the checkpoint with the rest of the state (equal to the
     # last few bits: a resumed run's average was seen up to 4 float32 ulp off on a few weights)
     from safetensors.numpy import load_file
@@ -478,6 +483,17 @@ def test_a_run_started_before_a_setting_existed_resumes(tmp_path):
     changed["training"]["init_from"] = "elsewhere"
     with pytest.raises(ValueError, match="holds another run"):
         training.guard_output_folder(tmp_path, changed, resume=True)
+
+
+def test_logged_minutes_are_those_at_or_before_the_step(tmp_path):
+    log = tmp_path / training.LOG_FILE
+    assert training.logged_minutes(log, 10) == 0.0  # no log yet
+    records = [{"step": 0, "minutes": 0.0}, {"step": 50, "minutes": 1.5}, {"resumed_from": 50},
+               {"step": 100, "minutes": 3.0}, {"step": 150, "minutes": 4.5}]  # fmt: skip
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert training.logged_minutes(log, 100) == 3.0
+    assert training.logged_minutes(log, 120) == 3.0  # a checkpoint between two log records
+    assert training.logged_minutes(log, 40) == 0.0
 
 
 def test_corrupt_checkpoint_is_named(tiny_dataset, tiny_config, tmp_path):

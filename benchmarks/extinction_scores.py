@@ -21,13 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datasets_builder.constants import XP_SAMPLING_NM
 from datasets_builder.xp import XP_NAMES, sampled_flux
 from modeling_stellar import StarTokenizer, StellarForObservationPrediction
 from results_table import RESULTS_DIR, write_results
 from stellar_tasks.data import Split, load_split
 from stellar_tasks.extinction import (
-    COMPARISON_RANGE_NM,
     EXTINCTION_NAME,
     LAWS,
     POPULATIONS,
@@ -35,7 +33,7 @@ from stellar_tasks.extinction import (
     extinction_curve,
     extinction_summary,
     in_population,
-    law_curve,
+    law_score,
 )
 from stellar_tasks.inputs import LABELS
 from stellar_tasks.training import TrainingConfig, load_training_arrays, split_holdout
@@ -58,16 +56,13 @@ def scores(folder: Path, stars: Split, n_stars: int) -> dict[str, float]:
     model = StellarForObservationPrediction.from_pretrained(str(folder)).eval()
     curve = extinction_curve(model, tokenizer, stars, n_stars=n_stars)
     summary = extinction_summary(curve)
-    in_range = (COMPARISON_RANGE_NM[0] <= XP_SAMPLING_NM) & (COMPARISON_RANGE_NM[1] >= XP_SAMPLING_NM)
-    median_slope = colour_excess_curve(curve.per_unit_ak)[in_range]
+    median_slope = colour_excess_curve(curve.per_unit_ak)
     row: dict[str, float] = {"stars": curve.n_stars, "stars not reddening": summary["n_not_reddening"]}
     for law, result in summary["laws"].items():
         row[f"{law}: median of per-star curves"] = result["mean_abs_deviation"]
         for kind, population in result["populations"].items():
             row[f"{law}: {kind} only"] = population["mean_abs_deviation"]
-        row[f"{law}: normalised median slope (before 2026-12-06)"] = float(
-            np.nanmean(np.abs(median_slope - law_curve(law)[in_range]))
-        )
+        row[f"{law}: normalised median slope (before 2026-12-06)"] = law_score(median_slope, law)["mean_abs"]
     return row
 
 
@@ -87,18 +82,16 @@ def data_scores(dataset: str, tokenizer: StarTokenizer) -> dict[str, float]:
         teff**i * logg**j * fe_h**k for i in range(4) for j in range(4) for k in range(4) if i + j + k <= 3
     ]
     design = np.column_stack([*terms, labels[:, 3]])
-    in_range = (COMPARISON_RANGE_NM[0] <= XP_SAMPLING_NM) & (COMPARISON_RANGE_NM[1] >= XP_SAMPLING_NM)
     row: dict[str, float] = {"stars": int(usable.sum()), "stars not reddening": 0}
     kinds = {"all": usable} | {kind: usable & in_population(labels[:, 1], kind) for kind in POPULATIONS}
     curves = {}
     for kind, stars in kinds.items():
         coefficients, *_ = np.linalg.lstsq(design[stars], -np.log(flux[stars]), rcond=None)
-        curves[kind] = colour_excess_curve(coefficients[-1])[in_range]
+        curves[kind] = colour_excess_curve(coefficients[-1])
     for law in LAWS:
-        truth = law_curve(law)[in_range]
-        row[f"{law}: median of per-star curves"] = float(np.mean(np.abs(curves["all"] - truth)))
+        row[f"{law}: median of per-star curves"] = law_score(curves["all"], law)["mean_abs"]
         for kind in POPULATIONS:
-            row[f"{law}: {kind} only"] = float(np.mean(np.abs(curves[kind] - truth)))
+            row[f"{law}: {kind} only"] = law_score(curves[kind], law)["mean_abs"]
         row[f"{law}: normalised median slope (before 2026-12-06)"] = row[f"{law}: median of per-star curves"]
     return row
 

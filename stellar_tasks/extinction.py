@@ -43,6 +43,7 @@ __all__ = [
     "extinction_summary",
     "in_population",
     "law_curve",
+    "law_score",
     "per_star_colour_excess",
 ]
 
@@ -87,6 +88,13 @@ def colour_excess_curve(curve: np.ndarray, wavelength: np.ndarray = XP_SAMPLING_
     curve = np.asarray(curve, dtype=np.float64)
     zero = _at(curve, ZERO_NM, wavelength)[..., None]
     return (curve - zero) / (_at(curve, SCALE_NM, wavelength)[..., None] - zero)
+
+
+def law_score(colour_excess: np.ndarray, law: str) -> dict[str, float]:
+    """The ``stellar_regression`` metric (`stellar_tasks.metrics.score`) of a (343,) colour-excess curve against
+    `LAWS` ``law`` over `COMPARISON_RANGE_NM`: ``mean_abs`` is its mean absolute deviation, ``n`` the pixels."""
+    in_range = (COMPARISON_RANGE_NM[0] <= XP_SAMPLING_NM) & (COMPARISON_RANGE_NM[1] >= XP_SAMPLING_NM)
+    return score(law_curve(law)[in_range], np.asarray(colour_excess)[in_range])
 
 
 def law_curve(law: str, wavelength: np.ndarray = XP_SAMPLING_NM) -> np.ndarray:
@@ -186,7 +194,6 @@ def per_star_colour_excess(slope: np.ndarray) -> np.ndarray:
 def extinction_summary(curve: ExtinctionCurve) -> dict:
     """Mean absolute deviation of the model's colour-excess curve from each law over `COMPARISON_RANGE_NM`, for all
     stars and for each of `POPULATIONS`."""
-    in_range = (COMPARISON_RANGE_NM[0] <= XP_SAMPLING_NM) & (COMPARISON_RANGE_NM[1] >= XP_SAMPLING_NM)
     kinds = {kind: in_population(curve.logg, kind) for kind in POPULATIONS}
     summary: dict = {
         "n_stars": curve.n_stars,
@@ -198,15 +205,14 @@ def extinction_summary(curve: ExtinctionCurve) -> dict:
         "laws": {},
     }
     for law, description in LAWS.items():
-        truth = law_curve(law)[in_range]
-        result = score(truth, curve.colour_excess()[in_range])
+        result = law_score(curve.colour_excess(), law)
         summary["laws"][law] = {
             "description": description,
             "mean_abs_deviation": result["mean_abs"],
             "n": result["n"],
             "populations": {
                 kind: {
-                    "mean_abs_deviation": score(truth, curve.colour_excess(stars)[in_range])["mean_abs"],
+                    "mean_abs_deviation": law_score(curve.colour_excess(stars), law)["mean_abs"],
                     "n_stars": curve.n_stars_of(stars),
                 }
                 for kind, stars in kinds.items()

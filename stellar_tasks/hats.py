@@ -52,6 +52,7 @@ from stellar_tasks.catalogue import (
     predict_chunk,
     write_table,
 )
+from stellar_tasks.distillation import load_distilled
 
 __all__ = ["is_hats_catalogue", "predict_catalogue", "sky_position_of_source_id", "write_hats_catalogue"]
 
@@ -174,6 +175,8 @@ class PartitionJob:
         Stars per model pass.
     precision : str
         One of `stellar_tasks.catalogue.PRECISIONS`.
+    distilled : bool
+        Rows it serves are answered by the model's distilled predictor (`stellar_tasks.distillation`).
     threads : int or None
         torch threads per worker (None: torch's default).
     archive : bool
@@ -188,6 +191,7 @@ class PartitionJob:
     requests: tuple[str, ...]
     batch_size: int
     precision: str
+    distilled: bool
     threads: int | None
     archive: bool
     columns: tuple[str, ...]
@@ -195,6 +199,7 @@ class PartitionJob:
 
 
 _PREDICTORS: dict[tuple[str, int | None, str], object] = {}
+_DISTILLED: dict[str, object] = {}
 _LOADING = threading.Lock()
 
 
@@ -214,6 +219,14 @@ def _worker_predictor(model: str, threads: int | None, precision: str):
             predictor.model = model_precision(predictor.model, precision)
             _PREDICTORS[key] = predictor
         return _PREDICTORS[key]
+
+
+def _worker_distilled(model: str):
+    """The distilled predictor of ``model`` (`stellar_tasks.distillation.load_distilled`), loaded once per process."""
+    with _LOADING:
+        if model not in _DISTILLED:
+            _DISTILLED[model] = load_distilled(model)
+        return _DISTILLED[model]
 
 
 def predict_partition(frame, job: PartitionJob, gaia_source=None):
@@ -238,7 +251,10 @@ def predict_partition(frame, job: PartitionJob, gaia_source=None):
     chunk = _archive_table(frame, gaia_source) if job.archive else _star_table(frame, job.columns)
     if len(frame):
         predictor = _worker_predictor(job.model, job.threads, job.precision)
-        predicted = predict_chunk(predictor, chunk, list(job.requests), job.batch_size, job.precision)
+        distilled = _worker_distilled(job.model) if job.distilled else None
+        predicted = predict_chunk(
+            predictor, chunk, list(job.requests), job.batch_size, job.precision, distilled
+        )
     else:  # lsdb and dask hand out empty partitions too; no model is needed for them
         predicted = Table({name: chunk[name] for name in ID_COLUMNS if name in chunk.colnames})
         for name in job.requests:
@@ -364,7 +380,7 @@ def predict_catalogue(args: argparse.Namespace) -> Path:
     """``stellar-foundation predict`` for a HATS input (see the module docstring); returns the output path.
 
     ``args`` are the command's: ``inputs`` (one catalogue), ``model``, ``output``, ``requests``, ``gaia_source``,
-    ``batch_size``, ``precision``, ``overwrite``, ``workers``, ``scheduler``.
+    ``batch_size``, ``precision``, ``distilled``, ``overwrite``, ``workers``, ``scheduler``.
     """
     try:
         import lsdb
@@ -408,6 +424,7 @@ def predict_catalogue(args: argparse.Namespace) -> Path:
         "model": str(args.model),
         "requests": requests,
         "precision": args.precision,
+        "distilled": args.distilled,
         "gaia_source": str(Path(args.gaia_source).resolve()) if args.gaia_source else None,
     }
     staging = output.with_name(_RESUME_NAME.format(name=output.name))
@@ -426,6 +443,7 @@ def predict_catalogue(args: argparse.Namespace) -> Path:
                 requests=tuple(requests),
                 batch_size=args.batch_size,
                 precision=args.precision,
+                distilled=args.distilled,
                 threads=threads,
                 archive=archive,
                 columns=tuple(wanted),

@@ -5,9 +5,17 @@ Light on purpose (names only): training validates on them, evaluation, embedding
 
 from __future__ import annotations
 
+from datasets_builder.schema import error_name
 from datasets_builder.xp import xp_names
 
-__all__ = ["COLOURS", "HATTORI_2024_ALPHA_M_RMSE", "HEADLINE_INPUTS", "LABELS", "REPORT_LABELS"]
+__all__ = [
+    "COLOURS",
+    "HATTORI_2024_ALPHA_M_RMSE",
+    "HEADLINE_COLUMNS",
+    "HEADLINE_INPUTS",
+    "LABELS",
+    "REPORT_LABELS",
+]
 
 COLOURS: tuple[str, ...] = ("bprp", "jh", "jk")
 """Gaia BP - RP and 2MASS J - H, J - Ks [mag]."""
@@ -15,6 +23,9 @@ COLOURS: tuple[str, ...] = ("bprp", "jh", "jk")
 HEADLINE_INPUTS: tuple[str, ...] = xp_names(0, 30) + COLOURS
 """The published headline inputs (``shared/reference/architecture.md``, "Published results"): BP 0-29, RP 0-29 and
 the three colours, 63 names."""
+
+HEADLINE_COLUMNS: tuple[str, ...] = (*HEADLINE_INPUTS, *map(error_name, HEADLINE_INPUTS))
+"""The headline inputs and their uncertainty columns: what a catalogue of them holds (126 columns)."""
 
 LABELS: tuple[str, ...] = ("teff", "logg", "fe_h")
 """The stellar parameters evaluated and validated: Teff [K], log g [dex], [Fe/H] [dex]."""

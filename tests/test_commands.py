@@ -14,7 +14,7 @@ from stellar_tasks.cli import build_parser, main
 from stellar_tasks.hub import RUN_FILES, prepare_model_folder, validate_model_folder
 from tests.conftest import REPO_ROOT, create_test_model, create_test_tokenizer
 
-SUBCOMMANDS = {"build", "train", "evaluate", "predict", "export", "push"}
+SUBCOMMANDS = {"build", "train", "evaluate", "predict", "distill", "export", "push"}
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

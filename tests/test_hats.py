@@ -27,6 +27,7 @@ from stellar_tasks.catalogue import NO_G
 from stellar_tasks.cli import main
 from stellar_tasks.hats import is_hats_catalogue, sky_position_of_source_id, write_hats_catalogue
 from stellar_tasks.hub import prepare_model_folder
+from stellar_tasks.inputs import HEADLINE_COLUMNS
 from tests.conftest import REPO_ROOT, create_test_tokenizer
 from tests.test_pipeline import lively_model
 
@@ -243,6 +244,43 @@ def test_killed_run_resumes_with_the_partitions_it_had_written(
     assert 1 <= written <= total == lsdb.open_catalog(catalogue).npartitions
     assert_same_predictions(QTable.read(output), parquet_prediction)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["predicted.parquet", "stars"]
+
+
+def test_distilled_on_workers_gives_the_parquet_path_numbers(tiny_dataset, cluster, tmp_path):
+    # the shipped model and its student; a table of exactly the headline inputs, so the student answers
+    shipped = REPO_ROOT / "pretrained" / "stellar-foundation-apogee-xp"
+    columns = ["gaia_dr3_source_id", *HEADLINE_COLUMNS]
+    table = pa.concat_tables(
+        pq.read_table(p, columns=columns) for p in sorted(tiny_dataset.glob("data/test-*.parquet"))
+    )
+    parquet = tmp_path / "headline.parquet"
+    pq.write_table(table, parquet)
+    catalogue = write_hats_catalogue(
+        table.to_pandas(), tmp_path / "headline_hats", "headline", partition_rows=40
+    )
+    outputs = {}
+    for name, source, extra in (
+        ("file", parquet, []),
+        ("hats", catalogue, ["--scheduler", cluster.scheduler_address]),
+    ):
+        outputs[name] = tmp_path / f"{name}.parquet"
+        predict(
+            source,
+            "--model",
+            shipped,
+            "--output",
+            outputs[name],
+            "--distilled",
+            "--precision",
+            "float32",
+            *extra,
+        )
+    assert_same_predictions(QTable.read(outputs["hats"]), QTable.read(outputs["file"]))
+    model_only = tmp_path / "model.parquet"
+    predict(parquet, "--model", shipped, "--output", model_only, "--precision", "float32")
+    assert (
+        QTable.read(outputs["file"])["teff"] != QTable.read(model_only)["teff"]
+    ).mean() > 0.9  # the student's
 
 
 def test_refusals(model, test_stars, tmp_path, capsys):

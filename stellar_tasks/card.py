@@ -19,6 +19,7 @@ from huggingface_hub.constants import REPOCARD_NAME
 
 from datasets_builder.atomic import atomic_write
 
+from .distillation import DISTILLED_FOLDER
 from .hub import PIPELINE_TASK
 from .inputs import HATTORI_2024_ALPHA_M_RMSE
 
@@ -103,7 +104,8 @@ def render_model_card(
     Parameters
     ----------
     model_dir : path
-        Saved model folder: ``config.json`` and, when train.py made it, ``training_facts.json``.
+        Saved model folder: ``config.json`` and, when train.py made it, ``training_facts.json``; when it has a
+        distilled fast path, ``distilled/config.json`` (`stellar_tasks.distillation`).
     results : dict
         What ``python -m stellar_tasks.report`` returns and writes to ``results.json``.
     repo_id : str, optional
@@ -119,6 +121,8 @@ def render_model_card(
     config = json.loads((model_dir / "config.json").read_text())
     facts_file = model_dir / "training_facts.json"
     facts = json.loads(facts_file.read_text()) if facts_file.is_file() else {}
+    distilled_file = model_dir / DISTILLED_FOLDER / "config.json"
+    distilled = json.loads(distilled_file.read_text()) if distilled_file.is_file() else None
     repo_id = repo_id or f"stellar-foundation/{model_dir.resolve().name}"
     card_data = ModelCardData(
         model_name=repo_id.split("/")[-1],
@@ -145,6 +149,7 @@ def render_model_card(
         dataset_id=dataset_id,
         config=config,
         facts=facts,
+        distilled=distilled,
         training=facts.get("training", {}),
         earlier_stages=earlier_stages,
         hattori_alpha_m_rmse=HATTORI_2024_ALPHA_M_RMSE,

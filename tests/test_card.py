@@ -179,3 +179,26 @@ def test_write_is_atomic_and_cli_rerenders(model_dir, tmp_path):
     results_file.write_text(json.dumps(results))
     assert main(["evaluate", "--model", str(model_dir), "--results", str(results_file), "--write-card"]) == 0
     assert "| (a) | Teff [K] | 55.5 |" in path.read_text()
+
+
+def test_a_distilled_fast_path_is_described_from_its_own_config(model_dir):
+    assert "--distilled" not in render_model_card(model_dir, _results())
+    holdout = {
+        "stars": 90,
+        "teff_scatter_ratio": 1.0123,
+        "logg_scatter_ratio": 0.9987,
+        "fe_h_scatter_ratio": 1.0044,
+    }
+    (model_dir / "distilled").mkdir()
+    config = {
+        "members": 3,
+        "hidden_dims": [64, 32],
+        "inputs": ["bp0", "rp0"],
+        "requests": ["teff"],
+        "holdout": holdout,
+    }
+    (model_dir / "distilled" / "config.json").write_text(json.dumps(config))
+    card = " ".join(render_model_card(model_dir, _results(), repo_id="someone/my-star-model").split())
+    assert "--model someone/my-star-model --distilled" in card
+    assert "3 MLPs (64-32 wide)" in card and "teff from 2 inputs" in card
+    assert "(90 stars)" in card and "1.012 / 0.9987 / 1.004 times the model's" in card

@@ -36,8 +36,10 @@ import numpy as np
 import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
+from transformers.utils import SAFE_WEIGHTS_NAME
 
 from datasets_builder.atomic import atomic_path
+from stellar_tasks.inference import predict_standardised
 
 __all__ = [
     "DISTILLED_FOLDER",
@@ -54,12 +56,10 @@ DISTILLED_FOLDER = "distilled"
 ERROR_FLOOR = 1e-3
 """Added to a standardised uncertainty before its logarithm (an uncertainty of 0 stays finite)."""
 
-WEIGHTS_FILE = "model.safetensors"
-
 
 def weights_sha256(model_folder: str | os.PathLike) -> str:
     """SHA-256 (hex) of a model folder's weights file: what ties a distilled predictor to its model."""
-    return hashlib.sha256((Path(model_folder) / WEIGHTS_FILE).read_bytes()).hexdigest()
+    return hashlib.sha256((Path(model_folder) / SAFE_WEIGHTS_NAME).read_bytes()).hexdigest()
 
 
 DISTILLED_CARD = """---
@@ -207,7 +207,7 @@ def load_distilled(model: str | os.PathLike) -> DistilledPredictor:
         from huggingface_hub import snapshot_download
 
         model_folder = Path(
-            snapshot_download(str(model), allow_patterns=[f"{DISTILLED_FOLDER}/*", WEIGHTS_FILE])
+            snapshot_download(str(model), allow_patterns=[f"{DISTILLED_FOLDER}/*", SAFE_WEIGHTS_NAME])
         )
     folder = model_folder / DISTILLED_FOLDER
     if not (folder / "config.json").is_file():
@@ -218,7 +218,7 @@ def load_distilled(model: str | os.PathLike) -> DistilledPredictor:
     predictor = DistilledPredictor.from_pretrained(folder).eval()
     if predictor.teacher_sha256 != weights_sha256(model_folder):
         raise ValueError(
-            f"{folder}: distilled from other weights than {model_folder / WEIGHTS_FILE} (SHA-256 differs): "
+            f"{folder}: distilled from other weights than {model_folder / SAFE_WEIGHTS_NAME} (SHA-256 differs): "
             "distill it again, or predict without --distilled"
         )
     return predictor
@@ -248,16 +248,7 @@ def _teacher_answers(model, tokenizer, values, errors, columns, requests, batch_
     full_values = np.full((len(values), tokenizer.vocab_size), np.nan, dtype=np.float32)
     full_errors = np.zeros_like(full_values)
     full_values[:, columns], full_errors[:, columns] = values, errors
-    means, log_variances = [], []
-    with torch.no_grad():
-        for start in range(0, len(values), batch_size):
-            rows = slice(start, start + batch_size)
-            batch = tokenizer.encode_arrays(full_values[rows], full_errors[rows], list(requests))
-            encoded = model.encode(batch["input_ids"], batch["input_values"], batch["attention_mask"])
-            mean, log_variance, _ = model.predict(encoded, batch["request_ids"])
-            means.append(mean.numpy())
-            log_variances.append(log_variance.numpy())
-    return np.concatenate(means), np.concatenate(log_variances)
+    return predict_standardised(model, tokenizer, full_values, full_errors, requests, batch_size)
 
 
 def _augmented(values, errors, config: DistillationConfig, rng: np.random.Generator):

@@ -49,16 +49,44 @@ def predict_arrays(
     usable = np.isfinite(shown[:, 1:]).any(axis=1)
     mean = np.full((len(values), len(request_ids)), np.nan)
     std = np.full_like(mean, np.nan)
-    device = model.device
     rows = np.flatnonzero(usable)
-    for start in range(0, len(rows), batch_size):
-        index = rows[start : start + batch_size]
-        batch = tokenizer.encode_arrays(shown[index], errors[index], list(requests))
-        batch = {k: v.to(device) for k, v in batch.items()}
-        encoded = model.encode(batch["input_ids"], batch["input_values"], batch["attention_mask"])
-        batch_mean, batch_log_variance, _ = model.predict(encoded, batch["request_ids"])
-        mean[index], std[index] = tokenizer.decode(batch["request_ids"], batch_mean, batch_log_variance)
+    if len(rows):
+        standardised_mean, log_variance = predict_standardised(
+            model, tokenizer, shown[rows], errors[rows], requests, batch_size
+        )
+        ids = np.broadcast_to(request_ids, standardised_mean.shape)
+        mean[rows], std[rows] = tokenizer.decode(ids, standardised_mean, log_variance)
     return mean, std, usable
+
+
+@torch.no_grad()
+def predict_standardised(
+    model: StellarForObservationPrediction,
+    tokenizer: StarTokenizer,
+    values: np.ndarray,
+    errors: np.ndarray,
+    requests: Sequence[str],
+    batch_size: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model's own answer, before decoding: standardised mean and log-variance (n_stars, R) float32.
+
+    Every star reads all its observed values that are not requested and must have one (the tokenizer's
+    ``StarInputError`` otherwise); `predict_arrays` is this in physical units, for any stars.
+    """
+    positive_integer(batch_size, "batch_size")
+    means, log_variances = (
+        [np.zeros((0, len(requests)), np.float32)],
+        [np.zeros((0, len(requests)), np.float32)],
+    )
+    for start in range(0, len(values), batch_size):
+        rows = slice(start, start + batch_size)
+        batch = tokenizer.encode_arrays(values[rows], errors[rows], list(requests))
+        batch = {k: v.to(model.device) for k, v in batch.items()}
+        encoded = model.encode(batch["input_ids"], batch["input_values"], batch["attention_mask"])
+        mean, log_variance, _ = model.predict(encoded, batch["request_ids"])
+        means.append(mean.float().cpu().numpy())
+        log_variances.append(log_variance.float().cpu().numpy())
+    return np.concatenate(means), np.concatenate(log_variances)
 
 
 @torch.no_grad()

@@ -60,8 +60,9 @@ def split_table(dataset: str, split: str) -> pa.Table:
 
 
 def whole_command(arguments: list[str]) -> float:
-    """Wall seconds of ``stellar-foundation predict ARGUMENTS`` in a fresh process (imports and loading included)."""
-    command = [sys.executable, "-m", "stellar_tasks.cli", "predict", *arguments]
+    """Wall seconds of ``stellar-foundation predict ARGUMENTS`` in a fresh process (imports and loading included),
+    started as ``python -m stellar_tasks``: the console command's own entry point, with this repository's code."""
+    command = [sys.executable, "-m", "stellar_tasks", "predict", *arguments]
     started = time.perf_counter()
     result = subprocess.run(
         command,

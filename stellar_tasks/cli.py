@@ -24,8 +24,8 @@ Under ``accelerate launch`` every process takes every n-th input file (or, with 
 every n-th chunk of each) and the main process writes all rows in input order (NB: ``--cpu --num_processes 2`` silently starts one process; use ``--multi_gpu`` with
 ``ACCELERATE_USE_CPU=1`` for several CPU processes):
 
-    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 -m stellar_tasks.cli predict ...
-    accelerate launch --num_processes 8 -m stellar_tasks.cli predict ...   # 8 GPUs
+    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 -m stellar_tasks predict ...
+    accelerate launch --num_processes 8 -m stellar_tasks predict ...   # 8 GPUs
 
 Push a model folder (and its dataset) to the Hub:
 
@@ -268,7 +268,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return outcome if isinstance(outcome, int) else 0  # build returns its own exit status
-
-
-if __name__ == "__main__":
-    sys.exit(main())

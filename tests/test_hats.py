@@ -212,7 +212,7 @@ def test_killed_run_resumes_with_the_partitions_it_had_written(
     stars = pq.read_table(parquet).to_pandas()
     catalogue = write_hats_catalogue(stars, tmp_path / "stars", "stars", partition_rows=10)
     output = tmp_path / "predicted.parquet"
-    command = [sys.executable, "-m", "stellar_tasks.cli", "predict", str(catalogue), "--model", str(model),
+    command = [sys.executable, "-m", "stellar_tasks", "predict", str(catalogue), "--model", str(model),
                "--output", str(output), "--workers", "2", "--batch-size", "4"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     done = tmp_path / ".predicted.parquet.partial.tmp" / "catalogue" / "done"

@@ -30,7 +30,7 @@ from datasets_builder.atomic import atomic_path
 from modeling_stellar import StarInputError
 from modeling_stellar.pipeline_stellar import DEFAULT_BATCH_SIZE, positive_integer
 from stellar_tasks.distillation import DistilledPredictor
-from stellar_tasks.inference import predict_arrays
+from stellar_tasks.inference import mask_to_inputs, predict_arrays
 
 __all__ = [
     "AUTO_PRECISION",
@@ -87,6 +87,7 @@ def predict_table(
     batch_size: int | None = None,
     precision: str = DEFAULT_PRECISION,
     distilled: DistilledPredictor | None = None,
+    inputs: Sequence[str] | None = None,
 ):
     """Predict ``requests`` for every row of a star table; rows that cannot be predicted get a reason.
 
@@ -107,6 +108,9 @@ def predict_table(
         The model's distilled fast path (on the CPU, its products in ``precision`` too): it answers the rows it
         serves (`DistilledPredictor.serves`: exactly its inputs observed, inside its training range), the model
         the others.
+    inputs : sequence of str, optional
+        The only observations read (`stellar_tasks.inference.mask_to_inputs`); default every observed one. A row
+        observing more than the distilled predictor's inputs is served once ``inputs`` are exactly those.
 
     Returns
     -------
@@ -124,6 +128,8 @@ def predict_table(
     is_pandas = hasattr(table, "iloc") and not hasattr(table, "colnames")
     stars = Table.from_pandas(table) if is_pandas else Table(table, copy=False)
     values, errors, reasons = _standardise(tokenizer, stars)
+    if inputs is not None:
+        values = mask_to_inputs(tokenizer, values, inputs)
     served = np.zeros(len(stars), dtype=bool)
     if distilled is not None:
         served = distilled.serves(tokenizer, values, errors, requests)
@@ -166,12 +172,13 @@ def predict_chunk(
     batch_size: int,
     precision: str = DEFAULT_PRECISION,
     distilled: DistilledPredictor | None = None,
+    inputs: Sequence[str] | None = None,
 ):
     """The output rows of one input chunk: its identifier columns, then `predict_table`'s columns; a reason the
     reader already gave (e.g. no G) wins over the model's "nothing to read"."""
     from astropy.table import QTable
 
-    predicted = predict_table(predictor, chunk, requests, batch_size, precision, distilled)
+    predicted = predict_table(predictor, chunk, requests, batch_size, precision, distilled, inputs)
     known = np.asarray(chunk[REASON_COLUMN]) != ""
     predicted[REASON_COLUMN] = np.where(known, chunk[REASON_COLUMN], predicted[REASON_COLUMN])
     part = QTable()

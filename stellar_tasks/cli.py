@@ -54,6 +54,7 @@ from stellar_tasks.catalogue import (
 )
 from stellar_tasks.distillation import DistillationConfig, distill, load_distilled
 from stellar_tasks.hats import is_hats_catalogue
+from stellar_tasks.inputs import HEADLINE_INPUTS
 
 DEFAULT_CHUNK_SIZE = 8192
 """Rows read, predicted and handed out per chunk: the unit of work of one process."""
@@ -81,6 +82,9 @@ def predict(args: argparse.Namespace) -> Path | None:
     predictor.model = model_precision(predictor.model, args.precision)  # cast once, not per chunk
     distilled = load_distilled(args.model) if args.distilled else None
     requests = args.requests or predictor.default_requests()
+    predictor.feature_extractor.convert_names_to_ids(
+        args.input_names or []
+    )  # an unknown one fails before any work
     names = predictor.feature_extractor.observation_names
     side = read_gaia_source(args.gaia_source) if args.gaia_source else None
     rank, world = state.process_index, state.num_processes
@@ -96,7 +100,7 @@ def predict(args: argparse.Namespace) -> Path | None:
                 if not by_file and chunk_index % world != rank:
                     continue
                 predicted = predict_chunk(
-                    predictor, chunk, requests, args.batch_size, args.precision, distilled
+                    predictor, chunk, requests, args.batch_size, args.precision, distilled, args.input_names
                 )
                 parts.append(((file_index, chunk_index), predicted))
                 progress.update(len(chunk))
@@ -203,11 +207,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="the model's arithmetic (default: bfloat16 on AMX/AVX-512-BF16 CPUs and bfloat16 GPUs, else float32)",
     )
     run.add_argument(
+        "--input-names",
+        nargs="+",
+        action=_ExpandHeadline,
+        default=None,
+        metavar="NAME",
+        help="the only observations the model reads (default: every one a row has); 'headline' stands for the "
+        "published headline inputs, BP/RP 0-29 and bprp jh jk, the set --distilled serves",
+    )
+    run.add_argument(
         "--distilled",
         action="store_true",
-        help="answer rows that observe exactly the headline inputs with the model's distilled MLP "
-        "(stellar_tasks.distillation: ~30x cheaper on a CPU, hold-out scatter within 2%% of the model's); "
-        "the model answers the others",
+        help="answer rows that observe exactly the headline inputs (with --input-names headline: at least them) with "
+        "the model's distilled MLP (stellar_tasks.distillation: ~30x cheaper on a CPU, hold-out scatter within "
+        "2%% of the model's); the model answers the others",
     )
     cluster = run.add_mutually_exclusive_group()
     cluster.add_argument(
@@ -246,6 +259,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     upload.add_argument("--private", action="store_true", help="create private repositories")
     upload.set_defaults(handler=push)
     return parser
+
+
+class _ExpandHeadline(argparse.Action):
+    """``--input-names``: the names given, with ``headline`` replaced by `stellar_tasks.inputs.HEADLINE_INPUTS`."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        names = [
+            expanded for name in values for expanded in (HEADLINE_INPUTS if name == "headline" else [name])
+        ]
+        setattr(namespace, self.dest, tuple(dict.fromkeys(names)))
 
 
 def _positive_int(text: str) -> int:

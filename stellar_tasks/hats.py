@@ -177,6 +177,8 @@ class PartitionJob:
         One of `stellar_tasks.catalogue.PRECISIONS`.
     distilled : bool
         Rows it serves are answered by the model's distilled predictor (`stellar_tasks.distillation`).
+    input_names : tuple of str or None
+        The only observations read (``--input-names``); None: every observed one.
     threads : int or None
         torch threads per worker (None: torch's default).
     archive : bool
@@ -192,6 +194,7 @@ class PartitionJob:
     batch_size: int
     precision: str
     distilled: bool
+    input_names: tuple[str, ...] | None
     threads: int | None
     archive: bool
     columns: tuple[str, ...]
@@ -253,7 +256,7 @@ def predict_partition(frame, job: PartitionJob, gaia_source=None):
         predictor = _worker_predictor(job.model, job.threads, job.precision)
         distilled = _worker_distilled(job.model) if job.distilled else None
         predicted = predict_chunk(
-            predictor, chunk, list(job.requests), job.batch_size, job.precision, distilled
+            predictor, chunk, list(job.requests), job.batch_size, job.precision, distilled, job.input_names
         )
     else:  # lsdb and dask hand out empty partitions too; no model is needed for them
         predicted = Table({name: chunk[name] for name in ID_COLUMNS if name in chunk.colnames})
@@ -380,7 +383,7 @@ def predict_catalogue(args: argparse.Namespace) -> Path:
     """``stellar-foundation predict`` for a HATS input (see the module docstring); returns the output path.
 
     ``args`` are the command's: ``inputs`` (one catalogue), ``model``, ``output``, ``requests``, ``gaia_source``,
-    ``batch_size``, ``precision``, ``distilled``, ``overwrite``, ``workers``, ``scheduler``.
+    ``batch_size``, ``precision``, ``distilled``, ``input_names``, ``overwrite``, ``workers``, ``scheduler``.
     """
     try:
         import lsdb
@@ -408,6 +411,7 @@ def predict_catalogue(args: argparse.Namespace) -> Path:
     tokenizer = predictor.feature_extractor
     requests = list(args.requests or predictor.default_requests())
     tokenizer.request_ids_for(requests, 1)
+    tokenizer.convert_names_to_ids(args.input_names or [])
     available = lsdb.open_catalog(source).all_columns
     archive = "bp_coefficients" in available
     if archive:
@@ -425,6 +429,7 @@ def predict_catalogue(args: argparse.Namespace) -> Path:
         "requests": requests,
         "precision": args.precision,
         "distilled": args.distilled,
+        "input_names": list(args.input_names) if args.input_names else None,
         "gaia_source": str(Path(args.gaia_source).resolve()) if args.gaia_source else None,
     }
     staging = output.with_name(_RESUME_NAME.format(name=output.name))
@@ -444,6 +449,7 @@ def predict_catalogue(args: argparse.Namespace) -> Path:
                 batch_size=args.batch_size,
                 precision=args.precision,
                 distilled=args.distilled,
+                input_names=args.input_names,
                 threads=threads,
                 archive=archive,
                 columns=tuple(wanted),

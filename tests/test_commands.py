@@ -53,7 +53,10 @@ def test_console_command_is_the_tuned_entry_point_and_runs_the_cli(tmp_path):
     (script,) = [e for e in entry_points(group="console_scripts") if e.name == "stellar-foundation"]
     assert script.load() is stellar_tasks.__main__.main  # what pip installs as `stellar-foundation`
     usage = subprocess.run(
-        [sys.executable, "-m", "stellar_tasks", "predict", "--help"], cwd=REPO_ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "stellar_tasks", "predict", "--help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
     )
     assert usage.returncode == 0 and "--distilled" in usage.stdout, usage.stderr[-2000:]
     # in a fresh process: the CLI's answer and exit status come through, and the collector is back on afterwards

@@ -113,6 +113,56 @@ def test_only_rows_with_exactly_its_inputs_are_served(tiny_dataset, predictor, s
     assert list(fast["reason"]) == [""] * 6
 
 
+def test_input_names_limit_what_is_read_so_rows_with_more_are_served(
+    tiny_dataset, predictor, student, tmp_path, capsys
+):
+    extra = [
+        "bp30",
+        "bp30_err",
+        "rp30",
+        "rp30_err",
+    ]  # what a dataset shard or a full XP table holds beyond them
+    rows = split_rows(tiny_dataset, "test", ["gaia_dr3_source_id", *HEADLINE_COLUMNS, *extra])
+    complete = np.all(
+        [
+            np.isfinite(rows.column(name).to_numpy(zero_copy_only=False))
+            for name in [*HEADLINE_INPUTS, *extra]
+        ],
+        0,
+    )
+    rows = rows.filter(pa.array(complete)).slice(0, 8)
+    stars, headline_only = Table(rows.to_pydict()), Table(rows.drop_columns(extra).to_pydict())
+    tokenizer = predictor.feature_extractor
+    values, errors = tokenizer.to_arrays(stars, ignore_unknown=True)
+    assert not student.serves(
+        tokenizer, values, errors, LABELS
+    ).any()  # BP/RP 30 are read too: the model's rows
+
+    everything = predict_table(predictor, stars, LABELS, distilled=student)
+    limited = predict_table(predictor, stars, LABELS, distilled=student, inputs=HEADLINE_INPUTS)
+    expected = predict_table(predictor, headline_only, LABELS, distilled=student)
+    model_limited = predict_table(predictor, stars, LABELS, inputs=HEADLINE_INPUTS)
+    model_headline = predict_table(predictor, headline_only, LABELS)
+    for column in [*LABELS, *(f"{name}_std" for name in LABELS)]:
+        np.testing.assert_array_equal(limited[column].value, expected[column].value)  # the student's answers
+        assert not np.allclose(limited[column].value, everything[column].value, rtol=1e-4), column
+        np.testing.assert_allclose(model_limited[column].value, model_headline[column].value, rtol=1e-5)
+
+    # the command: 'headline' stands for the 63 names; an unknown name fails before any output, naming it
+    source = tmp_path / "stars.parquet"
+    pq.write_table(rows, source)
+    output = tmp_path / "out.parquet"
+    common = ["predict", str(source), "--model", str(MODEL), "--distilled", "--precision", "float32"]
+    assert main([*common, "--output", str(output), "--input-names", "headline"]) == 0
+    command = QTable.read(output)
+    for name in LABELS:
+        np.testing.assert_allclose(command[name].value, expected[name].value, rtol=1e-6)
+    bad = tmp_path / "bad.parquet"
+    capsys.readouterr()
+    assert main([*common, "--output", str(bad), "--input-names", "headline", "bp_30"]) == 1
+    assert "'bp_30'" in capsys.readouterr().err and not bad.exists()
+
+
 def test_a_student_of_other_weights_or_none_is_refused(tmp_path, capsys):
     copied = shutil.copytree(MODEL, tmp_path / "model")
     weights = copied / "model.safetensors"

@@ -247,9 +247,10 @@ def test_killed_run_resumes_with_the_partitions_it_had_written(
 
 
 def test_distilled_on_workers_gives_the_parquet_path_numbers(tiny_dataset, cluster, tmp_path):
-    # the shipped model and its student; a table of exactly the headline inputs, so the student answers
+    # the shipped model and its student; a table of the headline inputs and BP/RP 30, read as the headline inputs
+    # only (--input-names headline), so the student answers: the workers must read only those too
     shipped = REPO_ROOT / "pretrained" / "stellar-foundation-apogee-xp"
-    columns = ["gaia_dr3_source_id", *HEADLINE_COLUMNS]
+    columns = ["gaia_dr3_source_id", *HEADLINE_COLUMNS, "bp30", "bp30_err", "rp30", "rp30_err"]
     table = pa.concat_tables(
         pq.read_table(p, columns=columns) for p in sorted(tiny_dataset.glob("data/test-*.parquet"))
     )
@@ -271,6 +272,8 @@ def test_distilled_on_workers_gives_the_parquet_path_numbers(tiny_dataset, clust
             "--output",
             outputs[name],
             "--distilled",
+            "--input-names",
+            "headline",
             "--precision",
             "float32",
             *extra,

@@ -81,11 +81,10 @@ def predict(args: argparse.Namespace) -> Path | None:
     predictor = pipeline(model=args.model, trust_remote_code=True, device=state.device)
     predictor.model = model_precision(predictor.model, args.precision)  # cast once, not per chunk
     distilled = load_distilled(args.model) if args.distilled else None
+    tokenizer = predictor.feature_extractor
     requests = args.requests or predictor.default_requests()
-    predictor.feature_extractor.convert_names_to_ids(
-        args.input_names or []
-    )  # an unknown one fails before any work
-    names = predictor.feature_extractor.observation_names
+    tokenizer.convert_names_to_ids(args.input_names or [])  # an unknown name fails here, before any work
+    names = tokenizer.observation_names
     side = read_gaia_source(args.gaia_source) if args.gaia_source else None
     rank, world = state.process_index, state.num_processes
     # Whole files per process when there are enough of them, so that no file is read twice; otherwise every

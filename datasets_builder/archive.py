@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .constants import BP_ZERO_POINT, RP_ZERO_POINT, XP_N_COEFFICIENTS
+from .constants import BP_ZERO_POINT, RP_ZERO_POINT
 from .crossmatch import join_rows, match_by_source_id, missing_value
 from .gaia_archive import GAIA_SOURCE_COLUMNS, float_column, read_gaia_table, read_gaia_xp
 from .schema import error_name
@@ -124,12 +124,13 @@ def archive_rows(xp, phot_g_mean_mag: np.ndarray | None = None):
     for band in XP_BANDS:
         rows[f"{band}_n_relevant_bases"] = np.asarray(xp[f"{band}_n_relevant_bases"], dtype=np.int16)
     for band in XP_BANDS:
-        relevant = np.arange(XP_N_COEFFICIENTS)[None, :] < np.asarray(xp[f"{band}_n_relevant_bases"])[:, None]
+        n_coefficients = xp[f"{band}_coefficients"].shape[1]  # the basis' (`read_gaia_xp` checked it)
+        relevant = np.arange(n_coefficients)[None, :] < np.asarray(xp[f"{band}_n_relevant_bases"])[:, None]
         values = np.where(relevant, np.asarray(xp[f"{band}_coefficients"]) / flux, np.nan).astype(np.float32)
         errors = np.where(relevant, np.asarray(xp[f"{band}_coefficient_errors"]) / flux, np.nan).astype(
             np.float32
         )
-        for i in range(XP_N_COEFFICIENTS):
+        for i in range(n_coefficients):
             rows[xp_name(band, i)] = values[:, i]
             rows[error_name(xp_name(band, i))] = errors[:, i]
     colour = _bprp(xp)

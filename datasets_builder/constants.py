@@ -19,6 +19,7 @@ __all__ = [
     "XP_COEFFICIENT_ERROR_PROFILE",
     "XP_COEFFICIENT_SCALE",
     "XP_N_COEFFICIENTS",
+    "GAIA_DR3_XP_BASES",
     "XP_SAMPLING_NM",
     "XP_SINGULAR_VALUE_CUTOFF",
 ]
@@ -110,6 +111,17 @@ XP_N_COEFFICIENTS = 55
 
 Source: Gaia DR3 documentation, Sect. 5.3 (De Angeli et al. 2023, A&A 674, A2): 55 Hermite-based bases per band.
 """
+
+GAIA_DR3_XP_BASES: dict[str, dict[str, int]] = {
+    "bp": {"basis_function_id": 56, "n_coefficients": XP_N_COEFFICIENTS},
+    "rp": {"basis_function_id": 57, "n_coefficients": XP_N_COEFFICIENTS},
+}
+"""The basis of Gaia DR3's XP coefficients per band: ``bp_basis_function_id`` 56 and ``rp_basis_function_id`` 57 on every
+DR3 ``xp_continuous_mean_spectrum`` row (Gaia DR3 documentation, Sect. 20.1.1; the archive files in
+``shared/fixtures/gaia_archive`` carry them), 55 coefficients each. What the readers expect where a model's vocabulary
+declares no ``xp_bases``; a dataset records it in ``meta/info.json`` and its card.
+
+Source: Gaia DR3 documentation, datamodel of ``gaiadr3.xp_continuous_mean_spectrum``."""
 
 XP_SAMPLING_NM = np.arange(336.0, 1021.0, 2.0)
 XP_SAMPLING_NM.setflags(write=False)

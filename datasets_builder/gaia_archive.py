@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from .constants import XP_N_COEFFICIENTS
+from .constants import GAIA_DR3_XP_BASES, XP_N_COEFFICIENTS
 from .xp import XP_BANDS
 
 __all__ = [
@@ -49,12 +50,21 @@ MISSING_N_RELEVANT_BASES = 0
 coefficient of that band counts as missing wherever coefficients at or beyond it are masked."""
 
 _ARRAY_COLUMNS = {
-    "coefficients": (XP_N_COEFFICIENTS, np.float64, np.float64),
-    "coefficient_errors": (XP_N_COEFFICIENTS, np.float32, np.float64),
-    "coefficient_correlations": (XP_N_CORRELATIONS, np.float32, np.float32),
+    "coefficients": (np.float64, np.float64),
+    "coefficient_errors": (np.float32, np.float64),
+    "coefficient_correlations": (np.float32, np.float32),
 }
-"""Per-band array columns: suffix -> (length, archive data type, returned data type). Values are cast
-to the archive type first, so that every export format gives the same numbers."""
+"""Per-band array columns: suffix -> (archive data type, returned data type). Values are cast to the archive type
+first, so that every export format gives the same numbers. Their length comes from the band's basis (`_length`)."""
+
+
+def _length(suffix: str, n_coefficients: int) -> int:
+    """Values per row of the array column ``<band>_<suffix>`` for a basis of ``n_coefficients`` functions: the
+    coefficients and their errors, or the strictly lower triangle of their correlation matrix (n (n - 1) / 2)."""
+    return (
+        n_coefficients * (n_coefficients - 1) // 2 if suffix == "coefficient_correlations" else n_coefficients
+    )
+
 
 _FLOAT_COLUMNS = ("standard_deviation", "chi_squared", "relative_shrinking")
 """Per-band float32 diagnostics kept when present (NaN for a band without a solution)."""
@@ -232,10 +242,10 @@ _VALID_RANGE = {
 """Per-band array columns: suffix -> (lowest, highest, in words) of their finite values; NaN (missing) passes."""
 
 
-def _array_column(table, band: str, suffix: str, path: Path, source_id: np.ndarray):
+def _array_column(table, band: str, suffix: str, path: Path, source_id: np.ndarray, n_coefficients: int):
     """`_parse_array_column`, then ValueError naming the file, column, row and position of the first value outside
     `_VALID_RANGE` (an infinite coefficient, a negative error, a correlation beyond 1)."""
-    out, present = _parse_array_column(table, band, suffix, path, source_id)
+    out, present = _parse_array_column(table, band, suffix, path, source_id, n_coefficients)
     low, high, what = _VALID_RANGE[suffix]
     bad = ~np.isnan(out) & ~(np.isfinite(out) & (out >= low) & (out <= high))
     if bad.any():
@@ -247,12 +257,14 @@ def _array_column(table, band: str, suffix: str, path: Path, source_id: np.ndarr
     return out, present
 
 
-def _parse_array_column(table, band: str, suffix: str, path: Path, source_id: np.ndarray):
+def _parse_array_column(
+    table, band: str, suffix: str, path: Path, source_id: np.ndarray, n_coefficients: int
+):
     """Array column ``<band>_<suffix>`` as an (n, length) array of the returned type (see
-    `_ARRAY_COLUMNS`), cast through the archive type, NaN where the band has no solution; and the
+    `_ARRAY_COLUMNS`, `_length`), cast through the archive type, NaN where the band has no solution; and the
     (n,) boolean mask of rows that have one."""
     name = f"{band}_{suffix}"
-    length, archive_dtype, dtype = _ARRAY_COLUMNS[suffix]
+    length, (archive_dtype, dtype) = _length(suffix, n_coefficients), _ARRAY_COLUMNS[suffix]
     column = table[name]
     out = np.full((len(table), length), np.nan, dtype=dtype)
     present = np.zeros(len(table), dtype=bool)
@@ -277,18 +289,21 @@ def _parse_array_column(table, band: str, suffix: str, path: Path, source_id: np
     return out, present
 
 
-def _n_relevant_bases(column, present: np.ndarray, path: Path, source_id: np.ndarray) -> np.ndarray:
+def _n_relevant_bases(
+    column, present: np.ndarray, path: Path, source_id: np.ndarray, n_coefficients: int
+) -> np.ndarray:
     """``*_n_relevant_bases`` as int16: `MISSING_N_RELEVANT_BASES` where the band has no solution,
-    ValueError (naming the row) where it has one but the count is empty, not a whole number or outside 0..55."""
+    ValueError (naming the row) where it has one but the count is empty, not a whole number or outside
+    0..n_coefficients."""
     counts = float_column(column, path)
     values = np.where(present, np.nan_to_num(counts, nan=MISSING_N_RELEVANT_BASES), MISSING_N_RELEVANT_BASES)
     whole = np.isfinite(values) & (values == np.round(values))
-    bad = present & (np.isnan(counts) | ~whole | (values < 0) | (values > XP_N_COEFFICIENTS))
+    bad = present & (np.isnan(counts) | ~whole | (values < 0) | (values > n_coefficients))
     if np.any(bad):
         row = int(np.flatnonzero(bad)[0])
         raise ValueError(
             f"{path}: column {column.name!r}, row {row} (source_id {source_id[row]}): "
-            f"{'empty' if np.isnan(counts[row]) else values[row]}, expected a whole number 0..{XP_N_COEFFICIENTS}"
+            f"{'empty' if np.isnan(counts[row]) else values[row]}, expected a whole number 0..{n_coefficients}"
         )
     return values.astype(np.int16)
 
@@ -306,7 +321,29 @@ def _scalar_column(table, name: str, dtype, path: Path) -> np.ndarray:
     return float_column(table[name], path).astype(dtype)
 
 
-def read_gaia_xp(path: str | Path, *, correlations: bool = True):
+def _check_basis(
+    raw, band: str, basis: Mapping[str, int], present: np.ndarray, path: Path, source_id
+) -> None:
+    """ValueError naming the file, column, row and value where a row with a solution of ``band`` is expressed in
+    another basis than ``basis`` (its ``<band>_basis_function_id``, when the export has that column)."""
+    name = f"{band}_basis_function_id"
+    if name not in raw.colnames:
+        return
+    ids = float_column(raw[name], path)
+    bad = present & (ids != basis["basis_function_id"])
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{path}: column {name!r}, row {row} (source_id {source_id[row]}): basis {ids[row]:g}, but the model "
+            f"reads {band.upper()} coefficients in basis {basis['basis_function_id']} ({basis['n_coefficients']} "
+            "coefficients; Gaia DR3's); coefficients of another basis (another Gaia release) need a model whose "
+            "vocabulary declares it (xp_bases)"
+        )
+
+
+def read_gaia_xp(
+    path: str | Path, *, correlations: bool = True, xp_bases: Mapping[str, Mapping[str, int]] | None = None
+):
     """Read a Gaia DR3 archive ``xp_continuous_mean_spectrum`` file (CSV, ECSV, FITS or VOTable; .gz).
 
     Parameters
@@ -318,6 +355,10 @@ def read_gaia_xp(path: str | Path, *, correlations: bool = True):
     correlations : bool, optional, default True
         Keep ``bp_coefficient_correlations`` and ``rp_coefficient_correlations`` when the file has them
         (1485 float32 per band and star: by far the largest columns).
+    xp_bases : mapping, optional, default `GAIA_DR3_XP_BASES`
+        Per band, the ``basis_function_id`` and ``n_coefficients`` the coefficients must be expressed in (a
+        model's ``StarTokenizer.xp_bases``): a row of another basis is refused, and the array columns must hold
+        that many coefficients.
 
     Returns
     -------
@@ -343,7 +384,8 @@ def read_gaia_xp(path: str | Path, *, correlations: bool = True):
     ValueError
         Naming the file and, where it applies, the column and row: unknown format, empty, truncated or
         corrupt file, a required column missing, an array cell of the wrong length or unparsable,
-        a duplicated ``source_id``, an ``n_relevant_bases`` that is not a whole number in 0..55 for a band with
+        a duplicated ``source_id``, a ``*_basis_function_id`` other than ``xp_bases``' for a band with a
+        solution, an ``n_relevant_bases`` that is not a whole number in 0..n_coefficients for a band with
         a solution, an infinite coefficient, a negative or infinite coefficient error, a correlation outside
         -1..1, a column of text where numbers belong. Compressed and plain files get the same checks.
 
@@ -376,17 +418,24 @@ def read_gaia_xp(path: str | Path, *, correlations: bool = True):
 
     out = Table()
     out["source_id"] = source_id
+    xp_bases = xp_bases or GAIA_DR3_XP_BASES
     for band in XP_BANDS:
-        coefficients, present = _array_column(raw, band, "coefficients", path, source_id)
+        if band not in xp_bases:
+            raise ValueError(
+                f"{path}: no XP basis declared for band {band!r} (xp_bases has {sorted(xp_bases)})"
+            )
+        n_coefficients = xp_bases[band]["n_coefficients"]
+        coefficients, present = _array_column(raw, band, "coefficients", path, source_id, n_coefficients)
+        _check_basis(raw, band, xp_bases[band], present, path, source_id)
         out[f"{band}_coefficients"] = coefficients
         for suffix in ("coefficient_errors", "coefficient_correlations"):
             name = f"{band}_{suffix}"
             if name in raw.colnames and (correlations or suffix != "coefficient_correlations"):
-                values, _ = _array_column(raw, band, suffix, path, source_id)
+                values, _ = _array_column(raw, band, suffix, path, source_id, n_coefficients)
                 values[~present] = np.nan  # errors of a band without coefficients carry no information
                 out[name] = values
         out[f"{band}_n_relevant_bases"] = _n_relevant_bases(
-            raw[f"{band}_n_relevant_bases"], present, path, source_id
+            raw[f"{band}_n_relevant_bases"], present, path, source_id, n_coefficients
         )
         for suffix in _FLOAT_COLUMNS:
             name = f"{band}_{suffix}"

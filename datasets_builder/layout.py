@@ -6,7 +6,7 @@ The one home of the folder contract (``DESIGN.md``, "One home per convention"), 
     README.md                    dataset card (YAML front matter: configs/data_files, license, tags)
     data/{split}-{index:05d}.parquet
     meta/info.json               `BuildInfo`: codebase version, features (dtype, unit, description), splits, cuts
-    meta/stats.json              per observation: centre / scale / count / unit over the train split (`load_stats`)
+    meta/stats.json              per observation: centre / scale / count / unit / envelope over the train split (`load_stats`)
     meta/build_manifest.json     the build's fingerprint and its shards (the writer's resume record)
 """
 
@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from huggingface_hub.constants import REPOCARD_NAME
+
+from .constants import GAIA_DR3_XP_BASES
 
 __all__ = [
     "CARD_PATH",
@@ -84,6 +86,9 @@ class BuildInfo:
         Column name -> ``{"dtype": str, "unit": str, "description": str}``, in column order.
     software : dict
         Package name -> version used for the build.
+    xp_bases : dict
+        Per XP band, the Gaia ``basis_function_id`` and number of coefficients of its ``bp*``/``rp*`` columns (what a
+        model's ``StarTokenizer.xp_bases`` declares; Gaia DR3's, `GAIA_DR3_XP_BASES`, for every source so far).
     """
 
     codebase_version: str
@@ -94,6 +99,7 @@ class BuildInfo:
     splits: dict[str, dict]
     features: dict[str, dict]
     software: dict[str, str] = field(default_factory=dict)
+    xp_bases: dict[str, dict[str, int]] = field(default_factory=lambda: dict(GAIA_DR3_XP_BASES))
 
     def __post_init__(self):
         if self.codebase_version.split(".")[0] != CODEBASE_VERSION.split(".")[0]:
@@ -150,9 +156,11 @@ def load_stats(dataset_dir: str | Path) -> dict[str, dict]:
     Returns
     -------
     dict
-        Observation name -> ``{"center": float | None, "scale": float | None, "count": int, "unit": str}``:
-        ``nanmedian`` and ``astropy.stats.mad_std(ignore_nan=True)`` over the train split in ``unit``, and the number
-        of finite values (None when there are none).
+        Observation name -> ``{"center": float | None, "scale": float | None, "count": int, "unit": str,
+        "low": float | None, "high": float | None}``: ``nanmedian`` and ``astropy.stats.mad_std(ignore_nan=True)``
+        over the train split in ``unit``, the number of finite values, and their 0.1 and 99.9 % quantiles (the training
+        envelope, `datasets_builder.writer.ENVELOPE_QUANTILE`; None when there are none; absent in datasets built
+        before it was recorded).
 
     Raises
     ------
@@ -169,8 +177,13 @@ def load_stats(dataset_dir: str | Path) -> dict[str, dict]:
     path = _meta_file(dataset_dir, STATS_PATH)
     stats = json.loads(path.read_text())
     for name, entry in stats.items():
-        if set(entry) != {"center", "scale", "count", "unit"}:
+        if (
+            not {"center", "scale", "count", "unit"}
+            <= set(entry)
+            <= {"center", "scale", "count", "unit", "low", "high"}
+        ):
             raise ValueError(
-                f"{path}: entry {name!r} must have center, scale, count and unit, got {sorted(entry)}"
+                f"{path}: entry {name!r} must have center, scale, count and unit (and optionally low, high), got "
+                f"{sorted(entry)}"
             )
     return stats

@@ -8,7 +8,7 @@ Layout of a finished build (paths relative to the output folder; the names live 
     data/train-00000.parquet     shards capped by rows and by an upper bound on their in-memory size
     data/test-00000.parquet
     meta/info.json               `BuildInfo`: codebase version, features (dtype, unit, description), splits, cuts
-    meta/stats.json              per observation: nanmedian / mad_std / count / unit over the train split
+    meta/stats.json              per observation: nanmedian / mad_std / count / unit / envelope over the train split
     meta/build_manifest.json     the build's fingerprint and, per shard, its rows and the input rows it came from
 
 Atomicity: a build happens in a sibling staging folder ``.<name>.partial`` and is renamed onto the output folder
@@ -424,8 +424,17 @@ def _adopt_shards(stage: Path, manifest: _Manifest) -> None:
             manifest.shards[split].append(record)
 
 
+ENVELOPE_QUANTILE = 0.001
+"""The training envelope of an observation runs from this quantile of the train split's values to 1 minus it: a value
+outside lies where fewer than 1 in 1,000 training stars do. The extremes themselves are poor bounds (a survey's
+outliers reach far: BP - RP up to 7.3 mag, Teff up to 19,900 K in APOGEE DR17 x Gaia XP), so a star no training star
+resembles (Proxima Centauri, cooler than any) would lie inside every one of them."""
+
+
 def _train_stats(stage: Path, manifest: _Manifest, schema) -> dict[str, dict]:
-    """nanmedian, mad_std, finite count and unit of every observation over the train shards, one column at a time."""
+    """nanmedian, mad_std, finite count, unit and envelope (the `ENVELOPE_QUANTILE` and 1 - `ENVELOPE_QUANTILE`
+    quantiles: what `StarTokenizer.out_of_range` flags beyond) of every observation over the train shards, one column
+    at a time."""
     from astropy.stats import mad_std
 
     stats = {}
@@ -437,6 +446,8 @@ def _train_stats(stage: Path, manifest: _Manifest, schema) -> dict[str, dict]:
             "scale": float(mad_std(values, ignore_nan=True)) if count else None,
             "count": count,
             "unit": schema.field(name).metadata[b"unit"].decode(),
+            "low": float(np.nanquantile(values, ENVELOPE_QUANTILE)) if count else None,
+            "high": float(np.nanquantile(values, 1 - ENVELOPE_QUANTILE)) if count else None,
         }
     return stats
 

@@ -18,6 +18,7 @@ import yaml
 
 from datasets_builder import LibrarySource, build_dataset, load_info, load_stats
 from datasets_builder.__main__ import main
+from datasets_builder.constants import GAIA_DR3_XP_BASES
 from datasets_builder.layout import BuildInfo
 from datasets_builder.writer import read_test_ids, staging_dir
 
@@ -127,6 +128,14 @@ def test_stats_are_train_medians_and_mad_std(reference):
     everything = np.r_[_column(reference, "train", "teff"), _column(reference, "test", "teff")]
     assert stats["teff"]["center"] != pytest.approx(np.nanmedian(everything), rel=1e-9)  # test stars excluded
     assert stats["teff"]["unit"] == "K" and stats["bp0"]["unit"] == ""
+    for name in (
+        "bp0",
+        "teff",
+    ):  # the training envelope: where all but 1 in 1,000 train values lie, each side
+        train = _column(reference, "train", name).astype(np.float64)
+        low, high = stats[name]["low"], stats[name]["high"]
+        assert np.nanmin(train) < low < high < np.nanmax(train)
+        assert np.mean(train[np.isfinite(train)] < low) == pytest.approx(0.001, abs=0.001)
 
 
 def test_info_counts_add_up(reference):
@@ -166,6 +175,8 @@ def test_card_front_matter_and_content(reference):
     info = load_info(reference)
     assert f"| train | {info.splits['train']['rows']:,} |" in card
     assert "CC BY-SA 3.0 IGO" in card and "Known limitations" in card
+    assert info.xp_bases == GAIA_DR3_XP_BASES  # the XP basis of its coefficients, recorded and carded
+    assert "BP coefficients in Gaia basis\n`basis_function_id` 56 (55 coefficients)" in card
 
 
 # ---------------------------------------------------------------------------------------------------------------------

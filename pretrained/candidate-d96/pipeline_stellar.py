@@ -24,8 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import Pipeline
+from transformers.utils import logging
 
 from .tokenization_stellar import is_one_star, request_names
+
+logger = logging.get_logger(__name__)
 
 STELLAR_PARAMETERS = ("teff", "logg")
 """Requested by default, with the first of `METALLICITY_NAMES` the vocabulary has."""
@@ -65,8 +68,11 @@ class StellarParameterPipeline(Pipeline):
             (identifiers of a table, say) instead of raising.
 
     Returns:
-        For one star a dict ``{name: {"mean": float, "std": float, "unit": str}}`` per request, in the name's
-        physical unit (std = the model's predicted sigma); for a list or a table, a list of such dicts in input order.
+        For one star a dict ``{name: {"mean": float, "std": float, "unit": str, "out_of_range": list[str]}}`` per
+        request, in the name's physical unit (std = the model's predicted sigma; ``out_of_range``: the inputs it read
+        outside the training stars' envelope, `StarTokenizer.out_of_range`, empty when none; when every XP
+        coefficient of a band is, a warning names the stars and the likely cause); for a list or a table, a list of
+        such dicts in input order.
 
     Raises:
         ValueError: before any work, a ``batch_size`` that is not a positive integer, or a request that is not a
@@ -131,12 +137,23 @@ class StellarParameterPipeline(Pipeline):
         self, inputs: Any, requests: list[str] | None = None, ignore_unknown: bool = False
     ) -> dict[str, Any]:
         """Tokenise every star at once: ``input_ids``, ``input_values``, ``attention_mask`` (n_stars, L) and
-        ``request_ids`` (n_stars, R) tensors, plus ``single`` (whether one star was given as a mapping)."""
-        batch = self.feature_extractor(
-            inputs, requests=requests or self.default_requests(), ignore_unknown=ignore_unknown
-        )
+        ``request_ids`` (n_stars, R) tensors, ``out_of_range`` (per star, the names it reads outside the training
+        envelope) and ``single`` (whether one star was given as a mapping)."""
+        tokenizer = self.feature_extractor
+        requests = requests or self.default_requests()
+        values, errors = tokenizer.to_arrays(inputs, ignore_unknown=ignore_unknown)
+        batch = tokenizer.encode_arrays(values, errors, requests)
+        read = values.copy()
+        read[:, tokenizer.convert_names_to_ids(list(requests))] = np.nan  # a requested name is never read
+        hints = tokenizer.range_hints(read)
+        stars = [str(star) for star, hint in enumerate(hints) if hint]
+        if stars:
+            logger.warning(
+                f"star(s) {', '.join(stars[:10])}{' ...' if len(stars) > 10 else ''}: {hints[int(stars[0])]}"
+            )
         return {
             **{key: batch[key] for key in ("input_ids", "input_values", "attention_mask", "request_ids")},
+            "out_of_range": tokenizer.out_of_range_names(read),
             "single": is_one_star(inputs),
         }
 
@@ -164,6 +181,7 @@ class StellarParameterPipeline(Pipeline):
             "request_ids": model_inputs["request_ids"],
             "mean": torch.cat(means),
             "log_variance": torch.cat(log_variances),
+            "out_of_range": model_inputs["out_of_range"],
             "single": model_inputs["single"],
         }
 
@@ -177,7 +195,12 @@ class StellarParameterPipeline(Pipeline):
         units = tokenizer.units
         stars = [
             {
-                name: {"mean": float(mean[star, j]), "std": float(std[star, j]), "unit": units[name]}
+                name: {
+                    "mean": float(mean[star, j]),
+                    "std": float(std[star, j]),
+                    "unit": units[name],
+                    "out_of_range": list(model_outputs["out_of_range"][star]),
+                }
                 for j, name in enumerate(names)
             }
             for star in range(len(mean))

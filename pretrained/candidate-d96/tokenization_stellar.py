@@ -19,6 +19,12 @@ Conventions (house style, after chronos' tokenizer):
     * A requested name is never also an input of the same star (the model is trained that way).
     * A star with more observations than ``context_length`` keeps those with the lowest ``priority``
       (a vocabulary field; default: vocabulary order), deterministically, and a warning says so.
+    * Every observation may carry the training stars' envelope (``low``, ``high``, physical units: where all but a
+      few in 1,000 of their values lie); a value outside it is accepted but flagged (`out_of_range`), so that no answer resting on an
+      extrapolation goes unflagged.
+    * The Gaia XP basis the coefficients are expressed in (per band: Gaia's ``basis_function_id`` and the number of
+      coefficients) is part of the vocabulary (``xp_bases``), so that a reader can refuse coefficients of another
+      basis (another Gaia release) instead of answering them silently wrong.
 """
 
 from __future__ import annotations
@@ -40,6 +46,17 @@ ERROR_SUFFIX = "_err"
 
 POSITIVE_UNITS = ("K",)
 """Units of absolute quantities: a value <= 0 in one of them is physically impossible (Teff <= 0 K)."""
+
+XP_NORMALISATION_HINT = (
+    "XP coefficients are read divided by the G-band flux 10**((25.6873668671 - G)/2.5); Gaia archive values are not "
+    "(stellar-foundation predict divides an archive export itself): were these divided?"
+)
+"""The likeliest cause of XP coefficients far outside the training range, said where they are refused or flagged."""
+
+NEAR_MISS_RATIO = 0.85
+"""Smallest ``difflib.SequenceMatcher`` ratio at which an unknown column counts as a misspelt observation name: one
+letter off a four-letter name (``tef``, ``lgg``: 0.86) is one; ``teff_flag`` (0.62) and the dataset's provenance
+columns (``snr``, ``phot_g_mean_mag``) are not."""
 
 MAX_STANDARDISED_VALUE = 1e5
 """Default largest accepted |x - center| / scale. The shipped model's training stars reach about 550 (XP
@@ -81,6 +98,14 @@ class StarTokenizer(FeatureExtractionMixin):
         max_standardised_value (`float`, *optional*, defaults to `MAX_STANDARDISED_VALUE`):
             Largest accepted |x - center| / scale of a value or an uncertainty; beyond it the model answers
             nonsense (or NaN), so `to_arrays` raises instead.
+        xp_bases (`dict`, *optional*):
+            Per Gaia XP band (``"bp"``, ``"rp"``): ``{"basis_function_id": int, "n_coefficients": int}``, the basis
+            of the coefficients ``<band>0`` ... the model reads (Gaia DR3: BP 56 and RP 57, 55 each;
+            ``datasets_builder.constants.GAIA_DR3_XP_BASES``); default none declared. Readers of archive exports
+            refuse another basis than the one declared (DR3 where none is).
+
+    Vocabulary entries may also carry ``low`` and ``high`` (float, physical units): the training stars' envelope, its
+    0.1 and 99.9 % quantiles in our datasets (`set_normalization` takes them from a dataset's statistics); `out_of_range` flags values outside.
 
     Example:
 
@@ -101,22 +126,20 @@ class StarTokenizer(FeatureExtractionMixin):
         vocabulary_name: str = "",
         source: str = "",
         max_standardised_value: float = MAX_STANDARDISED_VALUE,
+        xp_bases: Mapping[str, Mapping[str, int]] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if not vocabulary:
-            raise ValueError("StarTokenizer: the vocabulary is empty")
-        if context_length < 1:
-            raise ValueError(f"StarTokenizer: context_length must be positive, got {context_length}")
-        if not max_standardised_value > 0:
+        if not vocabulary or isinstance(vocabulary, str | bytes) or not isinstance(vocabulary, Sequence):
             raise ValueError(
-                f"StarTokenizer: max_standardised_value must be positive, got {max_standardised_value}"
+                f"StarTokenizer: the vocabulary must be a non-empty list of entries, got {vocabulary!r}"
             )
         self.vocabulary = [dict(entry) for entry in vocabulary]
-        self.context_length = int(context_length)
+        self.context_length = _setting(context_length, "context_length", int)
         self.vocabulary_name = vocabulary_name
         self.source = source
-        self.max_standardised_value = float(max_standardised_value)
+        self.max_standardised_value = _setting(max_standardised_value, "max_standardised_value", float)
+        self.xp_bases = _checked_xp_bases({} if xp_bases is None else xp_bases)
         self._index_vocabulary()
 
     # ----------------------------------------------------------------------------------------- vocabulary
@@ -148,6 +171,22 @@ class StarTokenizer(FeatureExtractionMixin):
         self._priority = np.array(
             [np.inf] + [float(e.get("priority", i)) for i, e in enumerate(self.vocabulary)], dtype=np.float64
         )
+        low = np.array([-np.inf] + [float(e.get("low", -np.inf)) for e in self.vocabulary])
+        high = np.array([np.inf] + [float(e.get("high", np.inf)) for e in self.vocabulary])
+        if np.isnan(low).any() or np.isnan(high).any() or (low > high).any():
+            bad = self._names[int(np.argmax(np.isnan(low) | np.isnan(high) | (low > high)))]
+            raise ValueError(
+                f"StarTokenizer: vocabulary entry {bad!r} needs low <= high (its training envelope)"
+            )
+        # the envelope in standardised units, as `to_arrays` returns values (+-inf where an entry has none)
+        self._standardised_low, self._standardised_high = (
+            (low - self._centers) / self._scales,
+            (high - self._centers) / self._scales,
+        )
+        self._xp_ids = {
+            band: [self._name_to_id[name] for name in self.xp_names(band) if name in self._name_to_id]
+            for band in self.xp_bases
+        }
 
     @property
     def observation_names(self) -> list[str]:
@@ -194,18 +233,22 @@ class StarTokenizer(FeatureExtractionMixin):
         return [self._names[int(i)] for i in ids]
 
     def _check_ids(self, ids: np.ndarray) -> None:
-        """Raise ``ValueError`` naming the first entry of ``ids`` (any shape) that is not an id of the vocabulary."""
+        """Raise ``ValueError`` naming the first entry of ``ids`` (any shape), as given, that is not an id of the
+        vocabulary: not a whole number (a fraction, NaN, text, a bool), or outside 0 .. vocab_size - 1."""
         if ids.size == 0:
             return
-        if ids.dtype.kind not in "iu":
-            integral = ids.dtype.kind == "f" and np.all(np.isfinite(ids)) and np.all(ids == np.round(ids))
-            if not integral:
-                raise ValueError(f"token ids must be integers, got {ids.dtype} values")
-        bad = (ids < 0) | (ids >= self.vocab_size)
+        if ids.dtype.kind in "iu":
+            bad = (ids < 0) | (ids >= self.vocab_size)
+        elif ids.dtype.kind == "f":
+            with np.errstate(invalid="ignore"):
+                bad = ~np.isfinite(ids) | (ids != np.round(ids)) | (ids < 0) | (ids >= self.vocab_size)
+        else:  # text, bools, objects: none is an id
+            bad = np.ones(ids.shape, dtype=bool)
         if bad.any():
             where = tuple(int(i) for i in np.argwhere(bad)[0])
             raise ValueError(
-                f"token id {ids[where]:g} at position {where} is not in the vocabulary (ids 0 .. {self.vocab_size - 1})"
+                f"token id {_SHORT.repr(ids[where].item())} at position {where} is not an id of the vocabulary "
+                f"(whole numbers 0 .. {self.vocab_size - 1})"
             )
 
     def _id_of(self, name: str, star: int | None = None) -> int:
@@ -215,14 +258,75 @@ class StarTokenizer(FeatureExtractionMixin):
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise StarInputError(star, str(name), f"unknown observation name {name!r}{hint}", separator=": ")
 
+    def unknown_columns(self, columns: Iterable[Any]) -> list[str]:
+        """The columns (as ``str``) that are neither an observation name nor ``<name>_err`` of one, in order."""
+        unknown = []
+        for column in map(str, columns):
+            base = column[: -len(ERROR_SUFFIX)] if column.endswith(ERROR_SUFFIX) else column
+            if base not in self._name_to_id:
+                unknown.append(column)
+        return unknown
+
+    def near_miss(self, column: str) -> str | None:
+        """The observation name that ``column`` (or its ``<name>_err`` base) is likely a misspelling of, or None.
+
+        A near miss is the same name up to case and punctuation (``Teff``, ``BP_RP``, ``bp_30``) or a close
+        spelling (``difflib`` ratio >= `NEAR_MISS_RATIO`: ``tef``, ``lgg``); it is refused where an unrelated
+        column (an identifier, a position, ``teff_flag``) is ignored, so a misspelt input is never silently dropped.
+        """
+        column = str(column)
+        base = column[: -len(ERROR_SUFFIX)] if column.endswith(ERROR_SUFFIX) else column
+        if base in self._name_to_id:
+            return None
+        folded = _folded(base)
+        same = [name for name in self.observation_names if _folded(name) == folded]
+        close = same or difflib.get_close_matches(
+            base.lower(), self.observation_names, n=1, cutoff=NEAR_MISS_RATIO
+        )
+        return close[0] if close else None
+
     def set_normalization(self, statistics: Mapping[str, Mapping[str, float]]) -> None:
         """Take centre and scale of each name found in ``statistics`` (a dataset's ``meta/stats.json``:
-        ``{name: {"center": nanmedian, "scale": mad_std, ...}}``, physical units). Names it lacks keep theirs."""
+        ``{name: {"center": nanmedian, "scale": mad_std, "low": ..., "high": ..., ...}}`` over the training
+        stars, physical units), and its envelope (``low``, ``high``) where given. Names it lacks keep theirs."""
         for entry in self.vocabulary:
             stat = statistics.get(entry["name"])
             if stat is not None:
                 entry["center"], entry["scale"] = float(stat["center"]), float(stat["scale"])
+                for bound in ("low", "high"):
+                    if stat.get(bound) is not None:
+                        entry[bound] = float(stat[bound])
         self._index_vocabulary()
+
+    def xp_names(self, band: str) -> list[str]:
+        """The coefficient names ``<band>0`` ... of an XP band of `xp_bases` (``"bp"``, ``"rp"``), in basis order."""
+        if band not in self.xp_bases:
+            raise ValueError(f"no XP band {band!r} in this vocabulary (bands: {', '.join(self.xp_bases)})")
+        return [f"{band}{i}" for i in range(self.xp_bases[band]["n_coefficients"])]
+
+    def out_of_range(self, values: np.ndarray) -> np.ndarray:
+        """(batch, vocab_size) bool: the observed values (standardised, as `to_arrays` returns them) outside the
+        training stars' envelope of their name (``low`` .. ``high``); False where not observed or without envelope."""
+        with np.errstate(invalid="ignore"):
+            return np.isfinite(values) & (
+                (values < self._standardised_low) | (values > self._standardised_high)
+            )
+
+    def out_of_range_names(self, values: np.ndarray) -> list[list[str]]:
+        """Per star, the names of its observed values outside the training envelope (`out_of_range`), in id order."""
+        flagged = self.out_of_range(values)
+        return [[self._names[i] for i in np.flatnonzero(row)] for row in flagged]
+
+    def range_hints(self, values: np.ndarray) -> list[str]:
+        """Per star (standardised (batch, vocab_size) values), the likely cause when every XP coefficient it observes
+        of a band lies outside the training envelope (`XP_NORMALISATION_HINT`); "" for the other stars."""
+        flagged, observed = self.out_of_range(values), np.isfinite(values)
+        whole_band = np.zeros(len(values), dtype=bool)
+        for ids in self._xp_ids.values():
+            if ids:
+                seen = observed[:, ids].sum(axis=1)
+                whole_band |= (seen > 0) & (flagged[:, ids].sum(axis=1) == seen)
+        return [XP_NORMALISATION_HINT if hint else "" for hint in whole_band]
 
     def set_sigma_scales(self, factors: Mapping[str, float]) -> None:
         """Take a calibration factor of the model's sigma for each name in ``factors`` (``decode`` multiplies the
@@ -259,7 +363,9 @@ class StarTokenizer(FeatureExtractionMixin):
                 (pandas DataFrame, astropy Table, mapping name -> sequence such as a `datasets` batch) whose
                 columns are vocabulary names in physical units plus optional ``<name>_err``.
             input_names: read only these names (each must be known); default: every vocabulary column.
-            ignore_unknown: skip columns that are not vocabulary names instead of raising.
+            ignore_unknown: skip every column that is not a vocabulary name (or its ``_err``). Without it a column
+                that looks like a misspelt name (`near_miss`: ``Teff``, ``tef``) raises naming the closest name,
+                and other columns (identifiers, positions, flags) are ignored with a warning listing them.
 
         Returns:
             ``(values, errors)``, each float64 of shape (batch, vocab_size): standardised values (NaN = not
@@ -270,17 +376,23 @@ class StarTokenizer(FeatureExtractionMixin):
             raise ValueError("no stars given")
         known = set(self._name_to_id)
         if input_names is not None:
-            wanted = list(input_names)
+            wanted = request_names(input_names, "input_names")
             for name in wanted:
                 self._id_of(name)
         else:
-            wanted = []
-            for column in columns:
-                base = column[: -len(ERROR_SUFFIX)] if column.endswith(ERROR_SUFFIX) else column
-                if column in known:
-                    wanted.append(column)
-                elif base not in known and not ignore_unknown:
-                    self._id_of(column, star=_first_star_with(stars, column))
+            wanted = [column for column in columns if column in known]
+            other = [] if ignore_unknown else self.unknown_columns(columns)
+            for column in other:
+                suggestion = self.near_miss(column)
+                if suggestion is not None:
+                    raise StarInputError(
+                        _first_star_with(stars, column),
+                        column,
+                        f"unknown observation name {column!r}; did you mean {suggestion!r}?",
+                        separator=": ",
+                    )
+            if other:
+                logger.warning_once(f"ignored columns that are not observation names: {', '.join(other)}")
         values = np.full((n_stars, self.vocab_size), np.nan)
         errors = np.zeros((n_stars, self.vocab_size))
         for name in wanted:
@@ -323,12 +435,14 @@ class StarTokenizer(FeatureExtractionMixin):
             raise StarInputError(
                 star, column, f"{where} {unit} is physically impossible (must be > 0 {unit})"
             )
+        is_xp = any(token in ids for ids in self._xp_ids.values())
         raise StarInputError(
             star,
             column,
             f"{where} is out of range: {abs(standardised[star]):.3g} scales from the centre "
             f"{self._centers[token]:.6g}{' ' + unit if unit else ''} (scale {self._scales[token]:.6g}); the limit is "
-            f"{self.max_standardised_value:g}, far beyond the values the model was trained on",
+            f"{self.max_standardised_value:g}, far beyond the values the model was trained on"
+            + (f" ({XP_NORMALISATION_HINT})" if is_xp else ""),
         )
 
     def pack(
@@ -471,7 +585,7 @@ class StarTokenizer(FeatureExtractionMixin):
         Raises:
             ValueError: an id outside the vocabulary, or ``mean``/``log_variance`` not of the shape of ``ids``.
         """
-        ids = _numpy(ids)
+        ids = np.asarray(ids.detach().cpu() if hasattr(ids, "detach") else ids)  # as given, for the error
         self._check_ids(ids)
         ids = ids.astype(np.int64)
         arrays = {"mean": _numpy(mean)} | (
@@ -491,6 +605,45 @@ class StarTokenizer(FeatureExtractionMixin):
 
 
 # --------------------------------------------------------------------------------------------- helpers
+def _folded(name: str) -> str:
+    """``name`` in lower case without punctuation: how a near miss up to spelling conventions is recognised."""
+    return "".join(character for character in name.lower() if character.isalnum())
+
+
+def _setting(value: Any, argument: str, kind: type) -> Any:
+    """A positive number setting of the tokenizer as ``kind`` (int: a whole number); ``ValueError`` naming
+    ``argument`` and the value as given otherwise (text, a bool, a fraction for an int, zero, NaN)."""
+    number = isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    )
+    if kind is int:
+        number = number and float(value).is_integer()
+    if not (number and value > 0):
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"StarTokenizer: {argument} must be {what} > 0, got {value!r}")
+    return kind(value)
+
+
+def _checked_xp_bases(xp_bases: Any) -> dict[str, dict[str, int]]:
+    """A copy of ``xp_bases`` (band -> basis_function_id, n_coefficients), ``ValueError`` naming what is wrong."""
+    if not isinstance(xp_bases, Mapping):
+        raise ValueError(f"StarTokenizer: xp_bases must map an XP band to its basis, got {xp_bases!r}")
+    checked = {}
+    for band, basis in xp_bases.items():
+        if not isinstance(basis, Mapping) or set(basis) != {"basis_function_id", "n_coefficients"}:
+            raise ValueError(
+                f"StarTokenizer: xp_bases[{band!r}] must be {{'basis_function_id': int, 'n_coefficients': int}}, "
+                f"got {basis!r}"
+            )
+        checked[str(band)] = {
+            "basis_function_id": _setting(
+                basis["basis_function_id"], f"xp_bases[{band!r}] basis_function_id", int
+            ),
+            "n_coefficients": _setting(basis["n_coefficients"], f"xp_bases[{band!r}] n_coefficients", int),
+        }
+    return checked
+
+
 def _numpy(array: Any) -> np.ndarray:
     """A float64 numpy copy of a numpy array or torch tensor (any device or dtype)."""
     if hasattr(array, "detach"):

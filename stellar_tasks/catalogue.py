@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import gzip
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,29 +34,51 @@ from stellar_tasks.inference import mask_to_inputs, predict_arrays
 
 __all__ = [
     "AUTO_PRECISION",
+    "BFLOAT16_SHIFT",
+    "DEFAULT_PRECISION",
+    "HINT_COLUMN",
     "ID_COLUMNS",
+    "OUT_OF_RANGE_COLUMN",
     "PRECISIONS",
     "REASON_COLUMN",
     "archive_chunk",
+    "check_column_names",
+    "check_columns",
+    "check_output",
     "is_gaia_xp_file",
     "iter_file_chunks",
+    "load_predictor",
     "model_precision",
     "native_bfloat16",
     "precision_dtype",
     "predict_chunk",
     "predict_table",
+    "reason_summary",
+    "summary_lines",
+    "table_columns",
     "write_table",
 ]
 
 REASON_COLUMN = "reason"
 """Why a row has no prediction; empty when it has one."""
 
+OUT_OF_RANGE_COLUMN = "out_of_range"
+"""The inputs of a row outside the training stars' envelope (`StarTokenizer.out_of_range`), comma-separated; empty
+when every input lies inside it. An answer resting on an extrapolation is never unflagged."""
+
+HINT_COLUMN = "hint"
+"""The likely cause of a row's inputs lying outside the envelope (`StarTokenizer.range_hints`); mostly empty."""
+
 ID_COLUMNS = ("gaia_dr3_source_id", "source_id", "apogee_id")
 """Identifier columns copied from a star table to the output when present."""
 
 NO_INPUT = "nothing to read: every observation is NaN or requested"
 NOT_FINITE = "the model's answer is not finite (an input far outside its training range?)"
-NO_G = "no phot_g_mean_mag: the XP coefficients cannot be normalised (give --gaia-source)"
+NO_G = "no phot_g_mean_mag: the XP coefficients cannot be normalised (give a phot_g_mean_mag column or --gaia-source)"
+EMPTY_G = "phot_g_mean_mag is empty in the --gaia-source table: the XP coefficients cannot be normalised"
+NOT_IN_GAIA_SOURCE = (
+    "source_id not in the --gaia-source table: no phot_g_mean_mag to normalise the XP coefficients"
+)
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 """Arithmetic of the model's pass -> the dtype of its weights and activations: float32 (the weights' own) or
@@ -67,11 +89,16 @@ costs and gives is measured by ``benchmarks/bench_catalogue.py``; ``tests/test_f
 accuracy."""
 
 DEFAULT_PRECISION = "float32"
-"""The library's default (`predict_table`): the weights' own arithmetic."""
+"""The default of `predict_table` and of the predict command: the weights' own arithmetic, the pipeline's numbers."""
+
+BFLOAT16_SHIFT = "0.55 of the model's sigma (99th percentile 0.22; Teff by up to 137 K)"
+"""How far bfloat16 moves a star's answer from float32's: the largest |difference| / sigma over Teff, log g and
+[Fe/H] of the 3,985 test-split stars (``benchmarks/bench_agreement.py``, 2 CPU cores); quoted in ``--help``."""
 
 AUTO_PRECISION = "auto"
-"""bfloat16 where the model's device multiplies in it natively (`native_bfloat16`), float32 elsewhere: the predict
-command's default, as bfloat16 makes the whole command 1.4x faster on such CPUs within the accuracy guard."""
+"""bfloat16 where the model's device multiplies in it natively (`native_bfloat16`), float32 elsewhere: an opt-in of the
+predict command (1.4x faster on such CPUs, within the accuracy guard, but each star's answer moves; the default is
+float32, so that the command and the pipeline give the same numbers)."""
 
 OUTPUT_FORMATS = {".parquet": "parquet", ".fits": "fits", ".fit": "fits", ".ecsv": "ascii.ecsv"}
 """Output file suffix -> astropy writer format."""
@@ -116,9 +143,11 @@ def predict_table(
     -------
     astropy.table.QTable
         One row per input row, in order: ``<name>`` and ``<name>_std`` (float64 Quantity in the name's unit; NaN
-        when not predicted) for each request, and ``reason`` (str): empty, or the tokenizer's message for a bad
+        when not predicted) for each request, ``reason`` (str): empty, or the tokenizer's message for a bad
         value of that row (e.g. "observation 'bp3': value inf is not finite ..."), or that the row has nothing to
-        read once the requests are removed.
+        read once the requests are removed; ``out_of_range`` (str, `OUT_OF_RANGE_COLUMN`): the inputs read outside
+        the training stars' envelope, comma-separated (empty when none); ``hint`` (str, `HINT_COLUMN`): their likely
+        cause. ``meta["served"]`` counts the rows each predictor answered (``model``, ``distilled``).
     """
     import astropy.units as u
     from astropy.table import QTable, Table
@@ -132,14 +161,13 @@ def predict_table(
         values = mask_to_inputs(tokenizer, values, inputs)
     served = np.zeros(len(stars), dtype=bool)
     if distilled is not None:
-        served = distilled.serves(tokenizer, values, errors, requests)
+        served = distilled.serves(tokenizer, values, requests)
     mean = np.full((len(stars), len(requests)), np.nan)
     std, usable = np.full_like(mean, np.nan), served.copy()
     if served.any():
         mean[served], std[served] = distilled.predict_arrays(
             tokenizer,
             values[served],
-            errors[served],
             requests,
             precision_dtype(precision, torch.device("cpu")),
         )
@@ -156,12 +184,23 @@ def predict_table(
     reasons = np.where((reasons == "") & ~usable, NO_INPUT, reasons)
     unanswered = ~(np.isfinite(mean).all(axis=1) & np.isfinite(std).all(axis=1))
     reasons = np.where((reasons == "") & unanswered, NOT_FINITE, reasons)  # every row: an answer or a reason
+    read = values.copy()
+    read[:, tokenizer.convert_names_to_ids(requests)] = np.nan  # a requested name is never read
     result = QTable()
     for j, name in enumerate(requests):
         unit = u.Unit(tokenizer.units[name])
         result[name] = mean[:, j] * unit
         result[f"{name}_std"] = std[:, j] * unit
     result[REASON_COLUMN] = reasons
+    result[OUT_OF_RANGE_COLUMN] = np.array(
+        [",".join(names) for names in tokenizer.out_of_range_names(read)], str
+    )
+    result[HINT_COLUMN] = np.array(tokenizer.range_hints(read), dtype=str)
+    answered = reasons == ""
+    result.meta["served"] = {
+        "model": int((answered & ~served).sum()),
+        "distilled": int((answered & served).sum()),
+    }
     return result
 
 
@@ -186,6 +225,9 @@ def predict_chunk(
         part[name] = chunk[name]
     for name in predicted.colnames:
         part[name] = predicted[name]
+    part.meta["served"] = predicted.meta[
+        "served"
+    ]  # a row the reader gave a reason has nothing to read: not counted
     return part
 
 
@@ -278,7 +320,11 @@ def is_gaia_xp_file(path: str | Path) -> bool:
 
 
 def iter_file_chunks(
-    path: str | Path, vocabulary: Sequence[str], chunk_size: int, gaia_source=None
+    path: str | Path,
+    vocabulary: Sequence[str],
+    chunk_size: int,
+    gaia_source=None,
+    xp_bases: Mapping[str, Mapping[str, int]] | None = None,
 ) -> Iterator:
     """Every row of one input file once, in file order, as astropy Tables of at most ``chunk_size`` rows.
 
@@ -292,6 +338,8 @@ def iter_file_chunks(
         Rows per yielded table.
     gaia_source : astropy.table.Table, optional
         `datasets_builder.archive.read_gaia_source` of a ``gaia_source`` export: G (and BP-RP) for XP sources whose file lacks it.
+    xp_bases : mapping, optional
+        The model's ``StarTokenizer.xp_bases``: an XP export in another basis is refused (default: Gaia DR3's).
 
     Yields
     ------
@@ -310,7 +358,7 @@ def iter_file_chunks(
     wanted = [*vocabulary, *(f"{name}_err" for name in vocabulary), *ID_COLUMNS]
     try:
         if is_gaia_xp_file(path):
-            yield from _xp_chunks(path, chunk_size, gaia_source)
+            yield from _xp_chunks(path, chunk_size, gaia_source, xp_bases)
         elif path.name.lower().endswith(".parquet"):
             yield from _parquet_chunks(path, wanted, chunk_size)
         else:
@@ -323,25 +371,29 @@ def iter_file_chunks(
         raise ValueError(f"{path}: cannot read as a star table: {type(error).__name__}: {error}") from error
 
 
-def _xp_chunks(path: Path, chunk_size: int, side) -> Iterator:
-    """Dataset rows of an XP export, chunk by chunk (`archive_chunk`)."""
+def _xp_chunks(path: Path, chunk_size: int, side, xp_bases) -> Iterator:
+    """Dataset rows of an XP export in the basis ``xp_bases``, chunk by chunk (`archive_chunk`)."""
     from datasets_builder.gaia_archive import read_gaia_xp
 
-    xp = read_gaia_xp(path, correlations=False)
+    xp = read_gaia_xp(path, correlations=False, xp_bases=xp_bases)
     for start in range(0, len(xp), chunk_size):
         yield archive_chunk(xp[start : start + chunk_size], side)
 
 
-def archive_chunk(xp, gaia_source=None):
+def archive_chunk(xp, gaia_source=None, listed: np.ndarray | None = None):
     """Gaia archive XP rows -> one chunk of star rows, every source kept in order; one without G gets `NO_G`.
 
     Parameters
     ----------
     xp : astropy.table.Table
         Rows as `datasets_builder.gaia_archive.read_gaia_xp` returns them, optionally with ``gaia_source`` columns
-        (``phot_g_mean_mag``, ...), which win over those of ``gaia_source``.
+        (``phot_g_mean_mag``, ...), which win over those of ``gaia_source``. A source without G gets `NO_G`, or
+        with a ``gaia_source``, `NOT_IN_GAIA_SOURCE` (absent from it) or `EMPTY_G` (listed without G).
     gaia_source : astropy.table.Table, optional
         `datasets_builder.archive.read_gaia_source` of a ``gaia_source`` export, matched on ``source_id``.
+    listed : numpy.ndarray, optional
+        (n,) bool, whether each source is in a ``gaia_source`` table that was joined into ``xp`` already (a HATS
+        join): what its reason says when it has no G. Derived from ``gaia_source`` when that is given.
 
     Returns
     -------
@@ -366,7 +418,12 @@ def archive_chunk(xp, gaia_source=None):
             column = np.full(len(xp), np.nan)
             column[has_g] = converted[name]
             chunk[name] = column
-    chunk[REASON_COLUMN] = np.where(has_g, "", NO_G)
+    if gaia_source is not None:
+        listed = np.isin(chunk["gaia_dr3_source_id"], np.asarray(gaia_source["source_id"], dtype=np.int64))
+    if listed is not None:
+        chunk[REASON_COLUMN] = np.where(has_g, "", np.where(listed, EMPTY_G, NOT_IN_GAIA_SOURCE))
+    else:
+        chunk[REASON_COLUMN] = np.where(has_g, "", NO_G)
     return chunk
 
 
@@ -410,6 +467,130 @@ def _table_chunks(path: Path, wanted: list[str], chunk_size: int) -> Iterator:
         yield chunk
 
 
+def load_predictor(model: str, device=None):
+    """``pipeline(model=model, trust_remote_code=True)`` on ``device``; ``ValueError`` naming ``model`` when it is
+    neither a model folder nor a Hub id the Hub gives (instead of the Hub client's "couldn't connect")."""
+    from transformers import pipeline
+
+    folder = Path(model)
+    if folder.exists() and not (folder / "config.json").is_file():
+        raise ValueError(f"{model}: not a model folder (no config.json)")
+    try:
+        return pipeline(model=str(model), trust_remote_code=True, device=device)
+    except (OSError, ValueError) as error:
+        if folder.exists():
+            raise
+        raise ValueError(
+            f"{model}: no such model folder, and no Hub model of that id could be loaded "
+            f"({type(error).__name__}: {str(error).splitlines()[0]})"
+        ) from error
+
+
+def table_columns(path: str | Path) -> list[str]:
+    """The column names of a star table (Parquet, FITS, ECSV; read from its header), for `check_columns`."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        if suffix in (".fits", ".fit", ".fts"):
+            from astropy.io import fits
+
+            header = fits.getheader(path, 1)
+            return [str(header[f"TTYPE{i}"]) for i in range(1, header["TFIELDS"] + 1)]
+        from astropy.table import Table
+
+        return list(Table.read(path, format="ascii.ecsv").colnames)
+    except Exception as error:  # pyarrow, astropy and the OS raise many types for a missing or damaged file
+        raise ValueError(f"{path}: cannot read as a star table: {type(error).__name__}: {error}") from error
+
+
+def check_columns(tokenizer, paths: Sequence[str | Path], ignore_unknown: bool = False) -> list[str]:
+    """The columns of the star tables among ``paths`` that are read as nothing (identifiers aside), once each
+    (`check_column_names` of each; Gaia archive XP exports are not checked: their columns are the archive's)."""
+    ignored: dict[str, None] = {}
+    for path in paths:
+        if not is_gaia_xp_file(path):
+            ignored.update(
+                dict.fromkeys(check_column_names(tokenizer, table_columns(path), path, ignore_unknown))
+            )
+    return list(ignored)
+
+
+def check_column_names(tokenizer, columns: Sequence[str], where, ignore_unknown: bool = False) -> list[str]:
+    """The ``columns`` of the table ``where`` (a file or catalogue, for messages) that are read as nothing:
+    neither an observation name, its ``_err``, nor an identifier (`ID_COLUMNS`).
+
+    One that looks like a misspelt observation name (`StarTokenizer.near_miss`: ``Teff``, ``BPRP``) raises
+    ``ValueError`` naming ``where``, the column and the name it is likely meant to be, unless ``ignore_unknown``: the
+    pipeline refuses the same table, and a misspelt input must not be dropped without a word.
+    """
+    ignored = [name for name in tokenizer.unknown_columns(columns) if name not in ID_COLUMNS]
+    for name in ignored:
+        suggestion = tokenizer.near_miss(name)
+        if suggestion is not None and not ignore_unknown:
+            raise ValueError(
+                f"{where}: column {name!r} is not an observation name; did you mean {suggestion!r}? (rename it, or "
+                "pass --ignore-unknown to ignore it)"
+            )
+    return ignored
+
+
+def summary_lines(
+    reasons: Sequence[str],
+    out_of_range: Sequence[str],
+    hints: Sequence[str],
+    served: Mapping[str, int] | None = None,
+) -> list[str]:
+    """What a run did, for its closing lines: rows and rows predicted (by each predictor, when ``served`` counts
+    them), one line per kind of reason (`reason_summary`), and the rows answered from inputs outside the training
+    range with their likely cause. The three sequences are the output's `REASON_COLUMN`, `OUT_OF_RANGE_COLUMN` and
+    `HINT_COLUMN`."""
+    predicted = sum(1 for reason in reasons if not reason)
+    by = ", ".join(f"{count} by the {name}" for name, count in (served or {}).items() if count)
+    lines = [f"{len(reasons)} rows, {predicted} predicted" + (f" ({by})" if by else "")]
+    lines += [f"  {count} not predicted: {reason}" for count, reason in reason_summary(reasons)]
+    flagged = sum(1 for names in out_of_range if names)
+    if flagged:
+        lines.append(
+            f"  {flagged} answered from inputs outside the training stars' range (column {OUT_OF_RANGE_COLUMN})"
+        )
+    counts: dict[str, int] = {}
+    for hint in hints:
+        if hint:
+            counts[hint] = counts.get(hint, 0) + 1
+    lines += [
+        f"  {count} with every XP coefficient of a band outside it: {hint}" for hint, count in counts.items()
+    ]
+    return lines
+
+
+def check_output(path: str | Path, overwrite: bool = False) -> Path:
+    """``path`` as the output table of a run, checked before any work: a known suffix (`OUTPUT_FORMATS`), an
+    existing folder, and not an existing file unless ``overwrite``; ``ValueError`` naming what is wrong."""
+    path = Path(path)
+    if path.suffix.lower() not in OUTPUT_FORMATS:
+        raise ValueError(f"{path}: output must end in one of {', '.join(OUTPUT_FORMATS)}")
+    if not path.parent.is_dir():
+        raise ValueError(f"{path}: the output folder {path.parent} does not exist")
+    if path.exists() and not overwrite:
+        raise ValueError(f"{path} exists: pass overwrite=True (--overwrite) to replace it")
+    return path
+
+
+def reason_summary(reasons: Sequence[str]) -> list[tuple[int, str]]:
+    """``(count, reason)`` per kind of reason, commonest first: reasons that differ only in their numbers (the
+    value of each bad row) are one kind, shown by its first row's reason."""
+    kinds: dict[str, list] = {}
+    for reason in reasons:
+        if reason:
+            kind = re.sub(r"(?<![A-Za-z_])[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", "#", reason)
+            kinds.setdefault(kind, [0, reason])[0] += 1
+    return sorted(((count, first) for count, first in kinds.values()), key=lambda item: -item[0])
+
+
 # ------------------------------------------------------------------------------------------------ writing
 def write_table(table, path: str | Path, overwrite: bool = False) -> Path:
     """Write ``table`` to ``path`` (Parquet, FITS or ECSV by suffix) through a temporary name and a rename.
@@ -417,14 +598,9 @@ def write_table(table, path: str | Path, overwrite: bool = False) -> Path:
     Raises
     ------
     ValueError
-        For an unknown suffix, or when ``path`` exists and ``overwrite`` is false.
+        `check_output`'s: an unknown suffix, a missing folder, or ``path`` existing and ``overwrite`` false.
     """
-    path = Path(path)
-    fmt = OUTPUT_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"{path}: output must end in one of {', '.join(OUTPUT_FORMATS)}")
-    if path.exists() and not overwrite:
-        raise ValueError(f"{path} exists: pass overwrite=True (--overwrite) to replace it")
+    path = check_output(path, overwrite)
     with atomic_path(path) as staging:
-        table.write(staging, format=fmt)
+        table.write(staging, format=OUTPUT_FORMATS[path.suffix.lower()])
     return path

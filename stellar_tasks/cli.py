@@ -45,11 +45,19 @@ from datasets_builder.__main__ import BUILD_HELP, add_build_arguments
 from modeling_stellar.pipeline_stellar import positive_integer
 from stellar_tasks.catalogue import (
     AUTO_PRECISION,
+    BFLOAT16_SHIFT,
+    DEFAULT_PRECISION,
+    HINT_COLUMN,
+    OUT_OF_RANGE_COLUMN,
     PRECISIONS,
     REASON_COLUMN,
+    check_columns,
+    check_output,
     iter_file_chunks,
+    load_predictor,
     model_precision,
     predict_chunk,
+    summary_lines,
     write_table,
 )
 from stellar_tasks.distillation import DistillationConfig, distill, load_distilled
@@ -61,12 +69,16 @@ DEFAULT_CHUNK_SIZE = 8192
 
 
 def predict(args: argparse.Namespace) -> Path | None:
-    """Run ``predict``; returns the output path on the main process, None on the others."""
+    """Run ``predict``; returns the output path on the main process, None on the others.
+
+    Everything that can be checked is checked before any work: the output (suffix, folder, not there unless
+    ``--overwrite``), the model, the requests and input names, every input's columns (a misspelt observation name is
+    refused unless ``--ignore-unknown``; other columns are listed once and ignored) and the ``--gaia-source`` table.
+    """
     from accelerate import Accelerator
     from accelerate.utils import gather_object
     from astropy.table import vstack
     from tqdm.auto import tqdm
-    from transformers import pipeline
 
     from datasets_builder.archive import read_gaia_source
 
@@ -75,15 +87,17 @@ def predict(args: argparse.Namespace) -> Path | None:
 
         return predict_catalogue(args)
     state = Accelerator()  # reads accelerate launch's settings (ACCELERATE_USE_CPU included)
-    output = Path(args.output)
-    if output.exists() and not args.overwrite:
-        raise SystemExit(f"{output} exists: pass --overwrite to replace it")
-    predictor = pipeline(model=args.model, trust_remote_code=True, device=state.device)
+    output = check_output(args.output, args.overwrite)
+    predictor = load_predictor(args.model, state.device)
     predictor.model = model_precision(predictor.model, args.precision)  # cast once, not per chunk
     distilled = load_distilled(args.model) if args.distilled else None
     tokenizer = predictor.feature_extractor
     requests = args.requests or predictor.default_requests()
-    tokenizer.convert_names_to_ids(args.input_names or [])  # an unknown name fails here, before any work
+    tokenizer.request_ids_for(requests, 1)  # an unknown or unrequestable name fails here, before any work
+    tokenizer.convert_names_to_ids(args.input_names or [])
+    ignored = check_columns(tokenizer, args.inputs, args.ignore_unknown)
+    if ignored and state.is_main_process:
+        print(f"ignored columns (not observation names): {', '.join(ignored)}", file=sys.stderr)
     names = tokenizer.observation_names
     side = read_gaia_source(args.gaia_source) if args.gaia_source else None
     rank, world = state.process_index, state.num_processes
@@ -95,7 +109,8 @@ def predict(args: argparse.Namespace) -> Path | None:
         for file_index, path in enumerate(args.inputs):
             if by_file and file_index % world != rank:
                 continue
-            for chunk_index, chunk in enumerate(iter_file_chunks(path, names, args.chunk_size, side)):
+            chunks = iter_file_chunks(path, names, args.chunk_size, side, tokenizer.xp_bases)
+            for chunk_index, chunk in enumerate(chunks):
                 if not by_file and chunk_index % world != rank:
                     continue
                 predicted = predict_chunk(
@@ -111,14 +126,23 @@ def predict(args: argparse.Namespace) -> Path | None:
     if not parts:
         raise SystemExit("no rows in the input files")
     parts.sort(key=lambda part: part[0])
+    served = Counter()
+    for _, part in parts:
+        served.update(part.meta.pop("served"))
     table = vstack([part for _, part in parts])
     write_table(table, output, overwrite=args.overwrite)
-    reasons = Counter(str(r) for r in table[REASON_COLUMN] if r)
-    predicted_rows = len(table) - sum(reasons.values())
-    print(f"{output}: {len(table)} rows, {predicted_rows} predicted", file=sys.stderr)
-    for reason, count in reasons.most_common():
-        print(f"  {count} not predicted: {reason}", file=sys.stderr)
+    print_summary(output, table, served)
     return output
+
+
+def print_summary(output: Path, table, served: Counter) -> None:
+    """What a run did, on stderr (`stellar_tasks.catalogue.summary_lines`): rows answered by each predictor, rows not
+    predicted by kind of reason, rows answered from inputs outside the training range."""
+    columns = [
+        [str(value) for value in table[name]] for name in (REASON_COLUMN, OUT_OF_RANGE_COLUMN, HINT_COLUMN)
+    ]
+    lines = summary_lines(*columns, served=dict(served))
+    print(f"{output}: {lines[0]}", *lines[1:], sep="\n", file=sys.stderr)
 
 
 def distill_command(args: argparse.Namespace) -> Path:
@@ -202,8 +226,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     run.add_argument(
         "--precision",
         choices=[*PRECISIONS, AUTO_PRECISION],
-        default=AUTO_PRECISION,
-        help="the model's arithmetic (default: bfloat16 on AMX/AVX-512-BF16 CPUs and bfloat16 GPUs, else float32)",
+        default=DEFAULT_PRECISION,
+        help="the model's arithmetic (default float32: the pipeline's numbers, star for star). bfloat16 (or auto: "
+        "bfloat16 on AMX/AVX-512-BF16 CPUs and bfloat16 GPUs) is an opt-in, ~1.4x faster on such CPUs; it moves each "
+        f"star's answer by up to {BFLOAT16_SHIFT}",
+    )
+    run.add_argument(
+        "--ignore-unknown",
+        action="store_true",
+        help="ignore columns that look like a misspelt observation name (Teff for teff), which are refused otherwise; "
+        "other columns (ids, positions, flags) are always ignored and listed",
     )
     run.add_argument(
         "--input-names",

@@ -17,10 +17,11 @@ Input columns, either
 Output: the identifier columns, the catalogue's position columns, ``<name>`` and ``<name>_std`` per request and
 ``reason`` -- the numbers of the single-process path (`stellar_tasks.catalogue.predict_chunk`). A folder
 ``--output`` (no suffix) gets a HATS catalogue (open it with ``lsdb.open_catalog`` to cross-match or join it; the
-units are in its ``stellar_foundation_units`` property); a ``.parquet``/``.fits``/``.ecsv`` one a single table in
-partition (HEALPix) order, with units. Either appears only when complete: partitions are written under
-``.<output>.partial.tmp`` (lsdb's ``write_catalog(resume=True)``), so a killed run started again with the same
-arguments predicts only the partitions that were not written yet.
+units are in its ``stellar_foundation_units`` property; it passes hats' strict ``is_valid_catalog`` and hats-import's
+verifier); a ``.parquet``/``.fits``/``.ecsv`` one a single table in partition (HEALPix) order, with units. Either
+appears only when complete: partitions are written under ``.<output>.partial.tmp`` (lsdb's
+``write_catalog(resume=True)``), so a killed run started again with the same arguments predicts only the partitions
+that were not written yet.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import os
 import shutil
 import sys
 import threading
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,16 +40,22 @@ from pathlib import Path
 import numpy as np
 
 from datasets_builder.atomic import TEMPORARY_SUFFIX, move_into_place
-from datasets_builder.constants import XP_N_COEFFICIENTS
+from datasets_builder.constants import GAIA_DR3_XP_BASES, XP_N_COEFFICIENTS
 from datasets_builder.gaia_archive import GAIA_SOURCE_COLUMNS, MISSING_N_RELEVANT_BASES
 from datasets_builder.xp import XP_BANDS
 from stellar_tasks.catalogue import (
+    HINT_COLUMN,
     ID_COLUMNS,
+    OUT_OF_RANGE_COLUMN,
     OUTPUT_FORMATS,
     REASON_COLUMN,
     archive_chunk,
+    check_column_names,
+    check_output,
+    load_predictor,
     model_precision,
     predict_chunk,
+    summary_lines,
     write_table,
 )
 from stellar_tasks.distillation import load_distilled
@@ -262,7 +268,8 @@ def predict_partition(frame, job: PartitionJob, gaia_source=None):
         predicted = Table({name: chunk[name] for name in ID_COLUMNS if name in chunk.colnames})
         for name in job.requests:
             predicted[name] = predicted[f"{name}_std"] = np.zeros(0)
-        predicted[REASON_COLUMN] = np.zeros(0, dtype=str)
+        for name in (REASON_COLUMN, OUT_OF_RANGE_COLUMN, HINT_COLUMN):
+            predicted[name] = np.zeros(0, dtype=str)
     return _output_frame(predicted, frame, job)
 
 
@@ -274,7 +281,7 @@ def _output_frame(predicted, frame, job: PartitionJob):
     columns = {}
     for name in predicted.colnames:
         values = np.asarray(getattr(predicted[name], "value", predicted[name]))
-        if name == REASON_COLUMN or values.dtype.kind in "USO":
+        if values.dtype.kind in "USO":
             columns[name] = pd.array(values.astype(str), dtype="string[pyarrow]")
         else:
             columns[name] = values.astype(np.int64 if values.dtype.kind in "iu" else np.float64)
@@ -330,7 +337,9 @@ def _archive_table(frame, gaia_source):
     for name in GAIA_SOURCE_COLUMNS:
         if name in frame.columns:
             xp[name] = _float(frame[name])
-    return archive_chunk(xp, gaia_source)
+    joined = f"source_id{GAIA_SOURCE_SUFFIX}"  # the right side's key of a joined gaia_source catalogue
+    listed = frame[joined].notna().to_numpy() if joined in frame.columns else None
+    return archive_chunk(xp, gaia_source, listed)
 
 
 def _list_column(series, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -391,38 +400,45 @@ def predict_catalogue(args: argparse.Namespace) -> Path:
         raise ValueError(
             f"a HATS input needs lsdb: pip install 'stellar-foundation[catalogue]' ({error})"
         ) from None
-    from transformers import pipeline
-
     if len(args.inputs) != 1:
         raise ValueError(f"a HATS catalogue must be the only input, got {len(args.inputs)} inputs")
     source = Path(args.inputs[0])
     output = Path(args.output)
     as_table = output.suffix.lower() in OUTPUT_FORMATS
-    if output.suffix and not as_table:
+    if as_table:
+        check_output(output, args.overwrite)
+    elif output.suffix:
         raise ValueError(
             f"{output}: output must end in one of {', '.join(OUTPUT_FORMATS)}, or be a folder (no suffix) for a "
             "HATS catalogue"
         )
-    if output.exists() and not args.overwrite:
-        raise SystemExit(f"{output} exists: pass --overwrite to replace it")
+    elif not output.parent.is_dir():
+        raise ValueError(f"{output}: the output folder {output.parent} does not exist")
+    elif output.exists() and not args.overwrite:
+        raise ValueError(f"{output} exists: pass --overwrite to replace it")
 
     # the client loads the model too: a wrong model or request fails here, before any cluster starts
-    predictor = pipeline(model=args.model, trust_remote_code=True)
+    predictor = load_predictor(args.model)
     tokenizer = predictor.feature_extractor
     requests = list(args.requests or predictor.default_requests())
     tokenizer.request_ids_for(requests, 1)
     tokenizer.convert_names_to_ids(args.input_names or [])
-    available = lsdb.open_catalog(source).all_columns
+    opened = lsdb.open_catalog(source)
+    available = opened.all_columns
     archive = "bp_coefficients" in available
     if archive:
         missing = [name for name in XP_COLUMNS if name not in available]
         if missing:
             raise ValueError(f"{source}: a Gaia archive XP catalogue needs the columns {missing}")
+        _check_xp_basis(source, opened, tokenizer.xp_bases)
         wanted = [*XP_COLUMNS, *(name for name in GAIA_SOURCE_COLUMNS if name in available)]
     else:
         names = tokenizer.observation_names
         readable = {*names, *(f"{name}_err" for name in names), *ID_COLUMNS}
         wanted = [name for name in available if name in readable]
+        ignored = check_column_names(tokenizer, available, source, args.ignore_unknown)
+        if ignored:
+            print(f"ignored columns (not observation names): {', '.join(ignored)}", file=sys.stderr)
     job = {
         "input": str(source.resolve()),
         "model": str(args.model),
@@ -472,18 +488,53 @@ def predict_catalogue(args: argparse.Namespace) -> Path:
                 addl_hats_properties={
                     "stellar_foundation_model": str(args.model),
                     "stellar_foundation_units": units,
+                    "stellar_foundation_xp_bases": xp_bases_property(tokenizer.xp_bases or GAIA_DR3_XP_BASES),
                 },
             )
         if as_table:
             result = lsdb.open_catalog(written, columns="all").compute(progress_bar=False)
-            reasons = Counter(result[REASON_COLUMN].astype(str))
             write_table(_with_units(result, tokenizer, requests), output, overwrite=args.overwrite)
+    summary = _summary_columns(written)
     if not as_table:
-        reasons = _reason_counts(written)
         move_into_place(written, output)
     shutil.rmtree(staging)
-    _report(output, reasons)
+    _report(output, summary)
     return output
+
+
+def xp_bases_property(xp_bases: dict[str, dict[str, int]]) -> str:
+    """The XP basis the model read, as the output catalogue's ``stellar_foundation_xp_bases`` property:
+    ``band=basis_function_id/n_coefficients`` per band, e.g. ``bp=56/55 rp=57/55`` (Gaia DR3)."""
+    return " ".join(
+        f"{band}={basis['basis_function_id']}/{basis['n_coefficients']}" for band, basis in xp_bases.items()
+    )
+
+
+def _check_xp_basis(source: Path, catalogue, xp_bases: dict) -> None:
+    """ValueError naming the catalogue, column and value when its ``<band>_basis_function_id`` (when it has that
+    column) is not the model's (``StarTokenizer.xp_bases``; Gaia DR3's when it declares none), from the columns'
+    footer statistics: before any partition is read."""
+    xp_bases = xp_bases or GAIA_DR3_XP_BASES
+    columns = [
+        f"{band}_basis_function_id"
+        for band in XP_BANDS
+        if f"{band}_basis_function_id" in catalogue.all_columns
+    ]
+    if not columns:
+        return
+    statistics = catalogue.hc_structure.aggregate_column_statistics(include_columns=columns)
+    for band in XP_BANDS:
+        name = f"{band}_basis_function_id"
+        if name not in statistics.index:
+            continue
+        expected = xp_bases[band]["basis_function_id"]
+        for value in (statistics.loc[name, "min_value"], statistics.loc[name, "max_value"]):
+            if value is not None and value == value and int(value) != expected:  # NaN: an all-null column
+                raise ValueError(
+                    f"{source}: column {name!r} holds basis {int(value)}, but the model reads {band.upper()} "
+                    f"coefficients in basis {expected} ({xp_bases[band]['n_coefficients']} coefficients); "
+                    "coefficients of another basis (another Gaia release) need a model whose vocabulary declares it"
+                )
 
 
 def _gaia_source(path: str | None, catalogue, wanted: list[str]):
@@ -571,19 +622,19 @@ def _with_units(frame, tokenizer, requests: list[str]):
     return table
 
 
-def _reason_counts(written: Path) -> Counter:
-    """How many rows of a written catalogue have each ``reason`` ("" = predicted), read one batch at a time."""
+def _summary_columns(written: Path) -> dict[str, list[str]]:
+    """The ``reason``, ``out_of_range`` and ``hint`` columns of a written catalogue, read one batch at a time."""
     import pyarrow.dataset as ds
 
-    counts: Counter = Counter()
-    for batch in ds.dataset(written / "dataset", format="parquet").to_batches(columns=[REASON_COLUMN]):
-        counts.update(batch.column(0).to_pylist())
-    return counts
+    names = [REASON_COLUMN, OUT_OF_RANGE_COLUMN, HINT_COLUMN]
+    columns: dict[str, list[str]] = {name: [] for name in names}
+    for batch in ds.dataset(written / "dataset", format="parquet").to_batches(columns=names):
+        for name in names:
+            columns[name] += [str(value or "") for value in batch.column(name).to_pylist()]
+    return columns
 
 
-def _report(output: Path, reasons: Counter) -> None:
-    """The command's closing lines on stderr: rows, predicted rows, and the count of each other reason."""
-    print(f"{output}: {sum(reasons.values())} rows, {reasons['']} predicted", file=sys.stderr)
-    for reason, count in reasons.most_common():
-        if reason:
-            print(f"  {count} not predicted: {reason}", file=sys.stderr)
+def _report(output: Path, summary: dict[str, list[str]]) -> None:
+    """The command's closing lines on stderr (`stellar_tasks.catalogue.summary_lines`)."""
+    lines = summary_lines(summary[REASON_COLUMN], summary[OUT_OF_RANGE_COLUMN], summary[HINT_COLUMN])
+    print(f"{output}: {lines[0]}", *lines[1:], sep="\n", file=sys.stderr)

@@ -22,7 +22,7 @@ from astropy.table import QTable, Table
 from datasets_builder.__main__ import main as build_main
 from datasets_builder.gaia_archive import read_gaia_xp
 from datasets_builder.writer import staging_dir
-from modeling_stellar import StellarParameterPipeline
+from modeling_stellar import StarTokenizer, StellarParameterPipeline
 from stellar_tasks.cli import main as cli_main
 from tests.conftest import create_test_tokenizer
 from tests.test_cli import model_folder  # noqa: F401  (a module fixture, used by name: the lively model, saved)
@@ -141,8 +141,12 @@ def test_a_boolean_column_is_refused(pipe):
     )
 
 
-def test_a_non_string_key_is_an_unknown_name_of_its_star(pipe):
-    raises(lambda: pipe([STAR, {**STAR, 5: 1.0}]), "star 1", "unknown observation name '5'")
+def test_a_non_string_key_is_a_column_of_its_star(pipe, caplog):
+    # not like any observation name: ignored, and listed (issue 29: an unrelated column is normal in a catalogue)
+    with caplog.at_level("WARNING"):
+        assert pipe([STAR, {**STAR, 55555: 1.0}]) == pipe([STAR, STAR])
+    assert "ignored columns that are not observation names: 55555" in caplog.text
+    raises(lambda: pipe([STAR, {**STAR, "Jh": 1.0}]), "star 1", "unknown observation name 'Jh'", "'jh'")
     raises(lambda: pipe({**STAR, 5: 1.0, "5": 2.0}), "column '5' appears more than once")
 
 
@@ -313,6 +317,68 @@ def test_cli_names_a_fits_file_without_a_table(model_folder, tmp_path, capsys):
         capsys, "predict", path, "--model", model_folder, "--output", tmp_path / "o.ecsv"
     )
     assert status == 1 and f"error: {path}" in printed
+
+
+# ------------------------------------------------------------------------- issue 29's misleading and smaller ones
+def test_a_model_folder_that_does_not_exist_is_named_as_such(tmp_path, capsys):
+    source = tmp_path / "s.ecsv"
+    Table([STAR]).write(source)
+    missing = tmp_path / "pretrained" / "no-such-model"
+    status, printed = _run_cli(capsys, "predict", source, "--model", missing, "--output", tmp_path / "o.ecsv")
+    assert status == 1 and f"error: {missing}: no such model folder" in printed
+    assert "couldn't connect" not in printed.lower()
+
+
+def test_bad_rows_that_differ_only_in_their_values_are_summarised_in_one_line(model_folder, tmp_path, capsys):
+    source = tmp_path / "s.ecsv"
+    Table([STAR] + [{**STAR, "bp3": 1e20 * (k + 2)} for k in range(20)]).write(source)
+    status, printed = _run_cli(
+        capsys, "predict", source, "--model", model_folder, "--output", tmp_path / "o.ecsv"
+    )
+    assert status == 0 and "21 rows, 1 predicted (1 by the model)" in printed
+    lines = [line for line in printed.splitlines() if "not predicted" in line]
+    assert len(lines) == 1 and lines[0].startswith("  20 not predicted: observation 'bp3': value 2e+20"), (
+        lines
+    )
+
+
+def test_ids_that_are_not_ids_are_named_as_given(tokenizer):
+    raises(lambda: tokenizer.convert_ids_to_names([3, 1.5]), "token id 1.5 at position (1,)")
+    raises(lambda: tokenizer.convert_ids_to_names(["bprp"]), "token id 'bprp' at position (0,)")
+    raises(lambda: tokenizer.decode([[1, 7.25]], [[0.0, 0.0]]), "token id 7.25 at position (0, 1)")
+    raises(lambda: tokenizer.decode([[1, 500]], [[0.0, 0.0]]), "token id 500 at position (0, 1)")
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "culprit"),
+    [
+        ("context_length", "abc", "context_length must be a whole number > 0, got 'abc'"),
+        ("context_length", 2.5, "context_length must be a whole number > 0, got 2.5"),
+        ("context_length", True, "context_length must be a whole number > 0, got True"),
+        ("max_standardised_value", "big", "max_standardised_value must be a number > 0, got 'big'"),
+        ("xp_bases", {"bp": {"basis_function_id": 56}}, "xp_bases['bp'] must be"),
+    ],
+)
+def test_tokenizer_settings_of_the_wrong_type_are_named(tokenizer, setting, value, culprit):
+    raises(lambda: StarTokenizer(tokenizer.vocabulary, **{setting: value}), culprit)
+
+
+def test_input_names_given_as_one_string_are_refused_not_read_as_letters(tokenizer):
+    raises(lambda: tokenizer(STAR, input_names="bprp"), "input_names must be an iterable", "'bprp'")
+    assert tokenizer(STAR, input_names=["bprp"])["input_ids"].shape == (1, 1)
+
+
+def test_a_cut_ecsv_star_table_is_named_by_the_command(model_folder, tmp_path, capsys):
+    whole = tmp_path / "whole.ecsv"
+    Table([STAR] * 40).write(whole)
+    text = whole.read_text()
+    cut = tmp_path / "cut.ecsv"
+    cut.write_text(text[: len(text) - len(text.splitlines()[-1]) // 2 - 1])  # the last row, half of it
+    status, printed = _run_cli(
+        capsys, "predict", cut, "--model", model_folder, "--output", tmp_path / "o.ecsv"
+    )
+    assert status == 1 and f"error: {cut}" in printed and "Traceback" not in printed
+    assert not (tmp_path / "o.ecsv").exists()
 
 
 # ---------------------------------------------------------------------------------- python -m datasets_builder

@@ -16,7 +16,7 @@ import pytest
 from astropy.table import QTable, Table
 
 from datasets_builder.gaia_archive import read_gaia_xp
-from stellar_tasks.catalogue import NO_G, is_gaia_xp_file
+from stellar_tasks.catalogue import NOT_IN_GAIA_SOURCE, is_gaia_xp_file
 from stellar_tasks.cli import main
 from stellar_tasks.hub import prepare_model_folder
 from tests.conftest import REPO_ROOT, create_test_stars, create_test_tokenizer
@@ -75,11 +75,11 @@ def test_gaia_archive_exports_in_every_format_give_the_same_predictions(
     table = QTable.read(output)
     expected_ids = np.concatenate([read_gaia_xp(path, correlations=False)["source_id"] for path in exports])
     np.testing.assert_array_equal(table["gaia_dr3_source_id"], expected_ids)  # input order, every row
-    assert table.colnames == ["gaia_dr3_source_id", *PREDICTED, "reason"]
+    assert table.colnames == ["gaia_dr3_source_id", *PREDICTED, "reason", "out_of_range", "hint"]
     assert table["teff"].unit == u.K and table["teff_std"].unit == u.K and table["logg"].unit == u.dex
     no_g = table["gaia_dr3_source_id"] == without_g
     reasons = np.array(reasons_of(table))
-    assert no_g.any() and set(reasons[no_g]) == {NO_G}
+    assert no_g.any() and set(reasons[no_g]) == {NOT_IN_GAIA_SOURCE}
     assert np.all(np.isnan(table["teff"][no_g].value))
     predicted = ~no_g
     assert np.all(np.isfinite(table["teff"][predicted].value)) and np.all(
@@ -137,11 +137,12 @@ def test_refusals(model_folder, tmp_path, capsys):
     output = tmp_path / "out.parquet"
     predict(source, "--model", model_folder, "--output", output)
     before = output.read_bytes()
-    with pytest.raises(SystemExit, match="exists: pass --overwrite"):
-        predict(source, "--model", model_folder, "--output", output)
+    capsys.readouterr()
+    assert main(["predict", str(source), "--model", str(model_folder), "--output", str(output)]) == 1
+    assert "exists: pass overwrite=True (--overwrite)" in capsys.readouterr().err
     assert output.read_bytes() == before
     predict(source, "--model", model_folder, "--output", output, "--overwrite", "--requests", "logg")
-    assert QTable.read(output).colnames == ["logg", "logg_std", "reason"]
+    assert QTable.read(output).colnames == ["logg", "logg_std", "reason", "out_of_range", "hint"]
     capsys.readouterr()
     assert (
         main(["predict", str(source), "--model", str(model_folder), "--output", str(tmp_path / "out.txt")])

@@ -7,6 +7,7 @@ dataset (the real builder on the first 1,500 library rows) and the Gaia archive 
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -15,24 +16,27 @@ import time
 from pathlib import Path
 
 import astropy.units as u
+import distributed
+import lsdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from astropy.table import QTable, Table
+from hats.io.paths import pixel_catalog_file
+from hats.io.validation import is_valid_catalog
+from hats_import.verification.arguments import VerificationArguments
+from hats_import.verification.run_verification import run as run_verification
 
 from datasets_builder.gaia_archive import read_gaia_xp
-from stellar_tasks.catalogue import NO_G
+from stellar_tasks.catalogue import NOT_IN_GAIA_SOURCE
 from stellar_tasks.cli import main
 from stellar_tasks.hats import is_hats_catalogue, sky_position_of_source_id, write_hats_catalogue
 from stellar_tasks.hub import prepare_model_folder
 from stellar_tasks.inputs import HEADLINE_COLUMNS
 from tests.conftest import REPO_ROOT, create_test_tokenizer
 from tests.test_pipeline import lively_model
-
-lsdb = pytest.importorskip("lsdb")
-distributed = pytest.importorskip("distributed")
 
 PREDICTED = [f"{name}{suffix}" for name in ("teff", "logg", "fe_h") for suffix in ("", "_std")]
 XP_FILES = ("XP_CONTINUOUS_RAW.csv", "XP_CONTINUOUS_RAW_with_missing_BP.csv")
@@ -113,22 +117,36 @@ def test_star_catalogue_on_two_workers_gives_the_parquet_path_numbers(
     output = tmp_path / "predicted.parquet"
     predict(catalogue, "--model", model, "--output", output, "--workers", "2", "--batch-size", "16")
     table = QTable.read(output)
-    assert table.colnames == ["gaia_dr3_source_id", "apogee_id", "ra", "dec", *PREDICTED, "reason"]
+    assert table.colnames == [
+        "gaia_dr3_source_id",
+        "apogee_id",
+        "ra",
+        "dec",
+        *PREDICTED,
+        "reason",
+        "out_of_range",
+        "hint",
+    ]
     assert table["teff"].unit == u.K and table["logg_std"].unit == u.dex
     assert_same_predictions(table, parquet_prediction)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["predicted.parquet"]  # nothing left behind
 
 
-def test_hats_output_opens_with_lsdb_and_holds_the_same_rows(
-    model, test_stars, parquet_prediction, cluster, tmp_path
-):
-    output = tmp_path / "predicted"
+@pytest.fixture(scope="module")
+def hats_output(model, test_stars, cluster, tmp_path_factory) -> Path:
+    """What the command writes for the test split's catalogue to a folder ``--output``: a HATS catalogue."""
+    output = tmp_path_factory.mktemp("hats_output") / "predicted"
     predict(test_stars[1], "--model", model, "--output", output, "--scheduler", cluster.scheduler_address)
-    assert is_hats_catalogue(output)
-    catalogue = lsdb.open_catalog(output)
+    return output
+
+
+def test_hats_output_opens_with_lsdb_and_holds_the_same_rows(hats_output, parquet_prediction, cluster):
+    assert is_hats_catalogue(hats_output)
+    catalogue = lsdb.open_catalog(hats_output)
     properties = catalogue.hc_structure.catalog_info
     assert (properties.ra_column, properties.dec_column) == ("ra", "dec")
-    assert "teff=K" in (output / "hats.properties").read_text()
+    properties_text = (hats_output / "hats.properties").read_text()
+    assert "teff=K" in properties_text and "stellar_foundation_xp_bases=bp=56/55 rp=57/55" in properties_text
     frame = catalogue.compute(progress_bar=False)
     table = QTable({"gaia_dr3_source_id": frame["gaia_dr3_source_id"].to_numpy()})
     for name in PREDICTED:
@@ -141,7 +159,38 @@ def test_hats_output_opens_with_lsdb_and_holds_the_same_rows(
     with distributed.Client(cluster.scheduler_address) as client:
         loaded = client.run(lambda: len(hats._PREDICTORS))
     assert set(loaded.values()) <= {0, 1} and sum(loaded.values()) >= 1
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["predicted"]
+    assert sorted(path.name for path in hats_output.parent.iterdir()) == ["predicted"]
+
+
+def test_hats_output_passes_the_strict_hats_validation(hats_output, caplog):
+    # hats reports what is wrong or missing (an optional file too) only through logging warnings, so those are
+    # asserted absent as well as the verdict: a catalogue that is valid with a warning is not what is asked for
+    caplog.set_level(logging.INFO)
+    valid = is_valid_catalog(hats_output, strict=True)
+    warnings = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    assert valid and not warnings, warnings
+    assert any(
+        f"Validating catalog at path {hats_output}" in record.getMessage() for record in caplog.records
+    )
+
+
+def test_hats_import_verifier_passes_on_the_hats_output(hats_output, test_stars, tmp_path):
+    # hats-import's own pipeline: strict validity, _metadata against the files, row counts (footers, _metadata,
+    # hats.properties and the input's rows), and every schema (footers' and _metadata's, with their metadata)
+    input_rows = pq.ParquetFile(test_stars[0]).metadata.num_rows
+    assert lsdb.open_catalog(test_stars[1]).hc_structure.catalog_info.total_rows == input_rows
+    arguments = VerificationArguments(
+        input_catalog_path=hats_output,
+        output_path=tmp_path,
+        truth_total_rows=input_rows,
+        check_metadata=True,
+        verbose=False,
+    )
+    results = run_verification(arguments).results_df
+    assert results["passed"].all(), results.loc[~results["passed"]].to_string()
+    assert {"valid hats", "file sets", "num rows", "schema"} == set(results["test"])
+    assert "file footers vs truth" in set(results.loc[results["test"] == "num rows", "target"])
+    assert len(results.loc[results["test"] == "schema"]) == 3
 
 
 @pytest.fixture(scope="module")
@@ -198,25 +247,33 @@ def test_archive_xp_catalogue_with_gaia_source_gives_the_file_path_numbers(
         t["reason"] = np.ma.filled(t["reason"], "")
     assert_same_predictions(table, QTable(expected))
     no_g = np.asarray(by_source(table)["gaia_dr3_source_id"]) == without_g
-    assert list(np.asarray(by_source(table)["reason"])[no_g]) == [NO_G]
+    assert list(np.asarray(by_source(table)["reason"])[no_g]) == [NOT_IN_GAIA_SOURCE]
 
 
-@pytest.mark.slow
-def test_killed_run_resumes_with_the_partitions_it_had_written(
-    model, test_stars, parquet_prediction, tmp_path
-):
-    """SIGKILL to the whole command (client, scheduler and both workers) once a partition is written; the same
-    command again predicts only the other partitions (a half-written histogram of an unfinished one is dropped), and
-    the table is the one an uninterrupted run writes."""
-    parquet, _ = test_stars
-    stars = pq.read_table(parquet).to_pandas()
-    catalogue = write_hats_catalogue(stars, tmp_path / "stars", "stars", partition_rows=10)
-    output = tmp_path / "predicted.parquet"
-    command = [sys.executable, "-m", "stellar_tasks", "predict", str(catalogue), "--model", str(model),
-               "--output", str(output), "--workers", "2", "--batch-size", "4"]  # fmt: skip
+def _kill_after_a_partition_and_run_again(
+    model: Path, stars: pd.DataFrame, folder: Path, program: tuple[str, ...] = ("-m", "stellar_tasks")
+) -> tuple[Path, Path, int, subprocess.CompletedProcess]:
+    """Predict a catalogue of ``stars`` (partitions of 10 rows) into ``folder / "predicted.parquet"`` on 2 workers,
+    SIGKILL the whole command (client, scheduler and both workers) once a partition is written, and run the same
+    command again (``python PROGRAM predict ...``).
+
+    Before the second run, a truncated count histogram is left for an unwritten partition (a kill while it was being
+    written), and the input files of the written partitions are removed: a second run that predicted them again would
+    have to read them. Returns the catalogue, the output, the number of partitions written before the kill, and the
+    second run."""
+    catalogue = write_hats_catalogue(stars, folder / "stars", "stars", partition_rows=10)
+    output = folder / "predicted.parquet"
+    arguments = ["predict", str(catalogue), "--model", str(model), "--output", str(output),
+                 "--workers", "2", "--batch-size", "4"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    done = tmp_path / ".predicted.parquet.partial.tmp" / "catalogue" / "done"
-    run = subprocess.Popen(command, env=env, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    done = folder / ".predicted.parquet.partial.tmp" / "catalogue" / "done"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "stellar_tasks", *arguments],
+        env=env,
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 600
         while (
@@ -232,18 +289,51 @@ def test_killed_run_resumes_with_the_partitions_it_had_written(
     assert not output.exists()
     # a kill while a partition's count histogram is written, before its done marker, leaves a truncated file
     finished = {path.name.removesuffix("_done") for path in done.iterdir()}
-    pixels = [f"{pixel.order}_{pixel.pixel}" for pixel in lsdb.open_catalog(catalogue).get_healpix_pixels()]
+    pixels = {
+        f"{pixel.order}_{pixel.pixel}": pixel for pixel in lsdb.open_catalog(catalogue).get_healpix_pixels()
+    }
     unfinished = [name for name in pixels if name not in finished]
     assert unfinished, "every partition was written before the kill"
     (done.parent / "hists").mkdir(exist_ok=True)
     (done.parent / "hists" / f"{unfinished[0]}_histogram.npz").write_bytes(b"PK\x03\x04")
+    for name in finished:
+        Path(str(pixel_catalog_file(catalogue, pixels[name]))).unlink()
+    again = subprocess.run(
+        [sys.executable, *program, *arguments], env=env, capture_output=True, text=True, timeout=600
+    )
+    return catalogue, output, len(finished), again
 
-    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+
+@pytest.mark.slow
+def test_killed_run_resumes_with_the_partitions_it_had_written(
+    model, test_stars, parquet_prediction, tmp_path
+):
+    """The same command again after a SIGKILL predicts only the partitions not written yet (it runs without the
+    written ones' input; a half-written histogram of an unfinished one is dropped), and the table is the one an
+    uninterrupted run writes."""
+    stars = pq.read_table(test_stars[0]).to_pandas()
+    catalogue, output, finished, resumed = _kill_after_a_partition_and_run_again(model, stars, tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     written, total = (int(word) for word in resumed.stderr.split("resuming: ")[1].split()[:3:2])
-    assert 1 <= written <= total == lsdb.open_catalog(catalogue).npartitions
+    assert written == finished < total == lsdb.open_catalog(catalogue).npartitions
     assert_same_predictions(QTable.read(output), parquet_prediction)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["predicted.parquet", "stars"]
+
+
+@pytest.mark.slow
+def test_a_resume_that_predicts_finished_partitions_again_is_caught(model, test_stars, tmp_path):
+    """Issue 28's break of the resume (`tests.guard_breaks.finished_partitions_recomputed`) in the resume test's
+    scenario: it says "resuming: N of M" as a real resume does (all that test asked before), but it reads the input
+    of the partitions written before the kill, which the test removed: the run fails, naming one of them."""
+    stars = pq.read_table(test_stars[0]).to_pandas()
+    broken = ("-m", "tests.guard_breaks", "finished_partitions_recomputed")
+    catalogue, output, finished, resumed = _kill_after_a_partition_and_run_again(
+        model, stars, tmp_path, program=broken
+    )
+    written = int(resumed.stderr.split("resuming: ")[1].split()[0])
+    assert written == finished < lsdb.open_catalog(catalogue).npartitions
+    assert resumed.returncode == 1 and "error: " in resumed.stderr, resumed.stderr[-3000:]
+    assert str(catalogue / "dataset") in resumed.stderr and not output.exists()
 
 
 def test_distilled_on_workers_gives_the_parquet_path_numbers(tiny_dataset, cluster, tmp_path):

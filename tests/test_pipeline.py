@@ -217,7 +217,10 @@ def test_table_helper_gives_the_pipeline_numbers_with_units_and_reasons(predicto
         if name not in ("teff", "logg", "gaia_dr3_source_id", "teff_err", "logg_err"):
             table[name][3] = np.nan  # nothing left once teff, logg, fe_h are requested
     result = predict_table(predictor, table, batch_size=2)
-    assert result.colnames == ["teff", "teff_std", "logg", "logg_std", "fe_h", "fe_h_std", "reason"]
+    assert result.colnames == [
+        *("teff", "teff_std", "logg", "logg_std", "fe_h", "fe_h_std"),
+        *("reason", "out_of_range", "hint"),
+    ]
     assert result["teff"].unit == u.K and result["logg_std"].unit == u.dex and result["fe_h"].unit == u.dex
     assert list(result["reason"][[0, 2]]) == ["", ""]
     assert result["reason"][1].startswith("observation 'jh': value inf is not finite")

@@ -36,6 +36,9 @@ training data keep theirs (Gaia: CC BY-SA 3.0 IGO; SDSS/APOGEE: public), stated 
 DEFAULT_DATASET_ID = "stellar-foundation/apogee-gaia-xp"
 """Hub id of the training dataset, for the card's ``datasets:`` field."""
 
+REVISION_PLACEHOLDER = "<commit sha>"
+"""What the usage snippets pin when the card is rendered without a ``revision``; the card says what to put there."""
+
 DEFAULT_SPACE_ID = "stellar-foundation/stellar-foundation-demo"
 """Hub id of the demo Space linked from the card."""
 
@@ -95,6 +98,7 @@ def render_model_card(
     model_dir: str | Path,
     results: dict,
     repo_id: str | None = None,
+    revision: str | None = None,
     dataset_id: str = DEFAULT_DATASET_ID,
     space_id: str = DEFAULT_SPACE_ID,
     template_path: str | Path = TEMPLATE_PATH,
@@ -110,6 +114,11 @@ def render_model_card(
         What ``python -m stellar_tasks.report`` returns and writes to ``results.json``.
     repo_id : str, optional
         Hub id used in the usage snippets; default ``stellar-foundation/<folder name>``.
+    revision : str, optional
+        The commit the snippets pin (``revision="..."``: ``trust_remote_code=True`` runs the repository's code, so
+        users load the commit they reviewed). A card is rendered before the push that makes its commit, so it is
+        usually unknown: the snippets then read ``revision="<commit sha>"`` and the card says where the sha comes
+        from (``stellar-foundation push`` prints it; the repository's commit history lists every one).
     dataset_id, space_id : str
         Hub ids of the training dataset and of the demo Space.
     template_path : path
@@ -145,6 +154,8 @@ def render_model_card(
         template_path=str(template_path),
         model_name=repo_id.split("/")[-1],
         repo_id=repo_id,
+        revision=revision or REVISION_PLACEHOLDER,
+        revision_known=revision is not None,
         space_id=space_id,
         dataset_id=dataset_id,
         config=config,

@@ -5,7 +5,9 @@ A Hub-ready folder (``DESIGN.md``, "Saved model folder") holds ``config.json`` w
 (``configuration_stellar.py``, ``modeling_stellar.py``, ``tokenization_stellar.py``, ``pipeline_stellar.py``)
 and ``README.md``, the model card. `prepare_model_folder` writes all but the card (`stellar_tasks.card` renders
 it from measured results), `export_model_folder` copies a training run's Hub-ready part, `push_model` checks the
-folder and uploads it, publishing the dataset first when asked.
+folder and uploads it, publishing the dataset first when asked, and returns the commit to pin
+(``revision=...``): loading with ``trust_remote_code=True`` runs the folder's code, so users pin the commit they
+reviewed.
 
 The Hub's hosted inference widget runs no custom code, so the card points to the demo Space (``space/``).
 """
@@ -146,7 +148,10 @@ def push_model(
     Returns
     -------
     str
-        URL of the model commit.
+        What ``stellar-foundation push`` prints, three lines: the commit URL, ``pin this revision: <sha>`` and the
+        ``AutoModel.from_pretrained`` call with ``revision="<sha>"``. The folder carries code that runs on the
+        user's machine (``trust_remote_code=True``); a pinned ``revision`` makes it the code of this commit, not
+        whatever the branch holds later.
     """
     from huggingface_hub import HfApi
 
@@ -169,7 +174,11 @@ def push_model(
         allow_patterns=UPLOADED_FILES,
         commit_message="Upload stellar-foundation model",
     )
-    return commit.commit_url
+    return (
+        f"{commit.commit_url}\n"
+        f"pin this revision: {commit.oid}\n"
+        f'AutoModel.from_pretrained("{repo_id}", trust_remote_code=True, revision="{commit.oid}")'
+    )
 
 
 def export_model_folder(run_dir: str | Path, folder: str | Path) -> Path:

@@ -63,6 +63,8 @@ __all__ = [
 
 DEFAULT_VOCABULARY = Path(modeling_stellar.__file__).resolve().parent / "vocabularies" / "apogee_gaia_xp.json"
 CHECKPOINT_DIR = "checkpoints"
+FORCE_WEIGHTS_ONLY = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
+"""torch's switch that makes every ``torch.load`` use ``weights_only=True``, whatever its caller passes (`resume`)."""
 RUN_FILE = "run_config.json"
 FACTS_FILE, LOG_FILE = RUN_FILES  # training_facts.json, train_log.jsonl: what the model folder takes along
 GENERATION_TASK = next(task for task in SPECTRUM_TASKS if task.key == "parameters_colours")
@@ -612,15 +614,27 @@ def guard_output_folder(output: Path, run_record: dict, resume: bool) -> None:
 
 
 def resume(accelerator: Accelerator, output: Path) -> int:
-    """Load the newest finished checkpoint; returns its step."""
+    """Load the newest finished checkpoint; returns its step.
+
+    Every file of it is unpickled with ``weights_only=True`` (tensors and plain containers only), so a checkpoint
+    cannot run code: accelerate does so for the model, optimizer, scheduler and random states, but loads the
+    registered weight average (``custom_checkpoint_0.pkl``) with ``weights_only=False``, which torch's
+    ``TORCH_FORCE_WEIGHTS_ONLY_LOAD`` overrides for the duration of the load."""
     found = checkpoints_in(output)
     if not found:
         raise ValueError(f"--resume: {output / CHECKPOINT_DIR} holds no finished checkpoint")
     newest = found[-1]
+    forced = os.environ.get(FORCE_WEIGHTS_ONLY)
+    os.environ[FORCE_WEIGHTS_ONLY] = "1"
     try:
         accelerator.load_state(str(newest))
-    except Exception as error:  # corrupt or truncated files: say which checkpoint
+    except Exception as error:  # corrupt, truncated or code-carrying files: say which checkpoint
         raise ValueError(f"checkpoint {newest} cannot be loaded ({type(error).__name__}: {error})") from error
+    finally:
+        if forced is None:
+            del os.environ[FORCE_WEIGHTS_ONLY]
+        else:
+            os.environ[FORCE_WEIGHTS_ONLY] = forced
     return int(newest.name.split("_")[1])
 
 

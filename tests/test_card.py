@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -120,7 +121,7 @@ def test_front_matter_and_model_index_from_results(model_dir):
 def test_body_carries_facts_results_usage_and_citation(model_dir):
     card = render_model_card(model_dir, _results(), repo_id="someone/my-star-model")
     assert "\n# my-star-model\n" in card
-    assert 'AutoModel.from_pretrained("someone/my-star-model", trust_remote_code=True)' in card
+    assert 'AutoModel.from_pretrained("someone/my-star-model", trust_remote_code=True, revision=' in card
     assert "AutoFeatureExtractor.from_pretrained" in card and 'pipeline(model="someone/my-star-model"' in card
     assert "| (a) | Teff [K] | 61.2 | 79.6 |" in card  # model beside XGBoost (1.3 x 61.2345)
     assert "| training time | 71.5 minutes |" in card and "| hardware | CPU, 2 cores, torch 2.13 |" in card
@@ -131,6 +132,26 @@ def test_body_carries_facts_results_usage_and_citation(model_dir):
     assert "teff: scatter <= 0.85" not in card  # a met goal is not
     assert "Spectrum tasks where XGBoost does better" not in card  # the fixture's spectra all beat it
     assert "2308.10944" in card and "Leung" in card
+
+
+def remote_code_calls(card: str) -> list[str]:
+    """The arguments of the card's calls that load with ``trust_remote_code=True`` (whatever their line breaks)."""
+    return re.findall(
+        r"(?:from_pretrained|pipeline)\(([^()]*trust_remote_code=True[^()]*)\)", " ".join(card.split())
+    )
+
+
+def test_every_remote_code_snippet_pins_the_revision(model_dir):
+    # rendered before its push, the card cannot know the commit: a placeholder and where the sha comes from
+    card = render_model_card(model_dir, _results(), repo_id="someone/my-star-model")
+    calls = remote_code_calls(card)
+    assert len(calls) == 3  # AutoModel, AutoFeatureExtractor, pipeline
+    assert all('"someone/my-star-model"' in call and 'revision="<commit sha>"' in call for call in calls)
+    assert "in place of `<commit sha>`: `stellar-foundation push` prints the" in card
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    card = render_model_card(model_dir, _results(), repo_id="someone/my-star-model", revision=sha)
+    assert len(calls := remote_code_calls(card)) == 3 and all(f'revision="{sha}"' in call for call in calls)
+    assert f"`{sha}` is the commit this card was rendered for." in card and "<commit sha>" not in card
 
 
 def test_warm_restart_card_tells_the_run_it_started_from(model_dir):

@@ -8,7 +8,7 @@ SHARED ?= ../shared
 DATASET ?= data/apogee-gaia-xp
 MODEL ?= pretrained/stellar-foundation-apogee-xp
 
-.PHONY: setup browser demo test test-fast lint bench train dataset clean
+.PHONY: setup browser demo test test-fast test-thorough lint bench train dataset clean
 
 # torch==2.13.0 first: pip takes the CPU build already on disk; an open range would pull CUDA wheels.
 $(STAMP): pyproject.toml
@@ -38,6 +38,10 @@ test: setup browser
 
 test-fast: setup
 	$(PY) -m pytest tests -m "not slow"
+
+# The property-based tests with 20x the examples (hypothesis profile "thorough", tests/conftest.py), fresh each run.
+test-thorough: setup
+	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest tests/test_properties.py
 
 # ruff lints and checks the format of everything; mypy type-checks the remote-code package (seconds once cached).
 lint: setup

@@ -1,15 +1,22 @@
 """Time to accuracy: test-split scatter of Teff, log g, [Fe/H] (headline inputs) at every kept checkpoint of
 a training run (its weight average when the run keeps one: what it would ship), against the minutes of training
-that produced it; XGBoost's anchor beside it.
+that produced it; beside it XGBoost with the anchor's settings, trained on the train split in the same run.
 
     python benchmarks/bench_time_to_accuracy.py --run runs/stellar-foundation-apogee-xp --dataset data/apogee-gaia-xp
+
+The saved folders of the shipped model's six stages give its curve at the end of each stage from committed files:
+
+    python benchmarks/bench_time_to_accuracy.py --dataset data/apogee-gaia-xp --run pretrained/candidate-d96 \
+        pretrained/candidate-d96-stage2 pretrained/candidate-d96-stage3 pretrained/candidate-d96-stage4 \
+        pretrained/candidate-d96-stage5 pretrained/stellar-foundation-apogee-xp
 
 Writes benchmarks/results/time_to_accuracy.csv. The minutes are wall-clock minutes of that run on its machine
 (training_facts.json says which; the ``hardware`` column repeats it), including validation and checkpoint writes.
 Several ``--run`` folders are a chain of warm restarts (``init_from``), in order: each one's steps and minutes
 continue from the previous one's end. A saved model folder in the chain (no checkpoints left) gives one row, its
-final weights. With ``--append`` the rows are merged into the existing table (a new row replaces an old one at the
-same step): a chain whose earlier runs are gone extends the curve measured from them, e.g.
+final weights. Every row carries the XGBoost scatter it is divided by (``*_xgboost``). With ``--append`` the rows
+are merged into the existing table (a new row replaces an old one at the same step; the old rows keep their own run's
+baseline): a chain whose earlier runs are gone extends the curve measured from them, e.g.
 
     python benchmarks/bench_time_to_accuracy.py --append --dataset data/apogee-gaia-xp --run pretrained/candidate-d96 \
         pretrained/candidate-d96-stage2 pretrained/candidate-d96-stage3 pretrained/candidate-d96-stage4 runs/inpainting
@@ -30,41 +37,75 @@ from safetensors.torch import load_file
 from modeling_stellar import StarTokenizer, StellarConfig, StellarForObservationPrediction
 from results_table import RESULTS_DIR, write_results
 from stellar_tasks import training
+from stellar_tasks.baselines import BUDGETS, fit_predict_xgboost
 from stellar_tasks.inference import mask_to_inputs, predict_arrays
 from stellar_tasks.inputs import HEADLINE_INPUTS, LABELS
 
 RESULTS = RESULTS_DIR / "time_to_accuracy.csv"
-# XGBoost (learning_rate=0.05, 4000 trees, subsample=0.8, colsample_bytree=0.8) on the same split and
-# features: the anchor measured on exactly this data (issue "accelerate launch train.py", this project).
-XGBOOST_ANCHOR = {"teff": 68.7, "logg": 0.206, "fe_h": 0.120}
+ANCHOR_XGBOOST = BUDGETS["full"].labels
+"""The anchor's XGBoost (4000 trees, learning rate 0.05, subsample and colsample_bytree 0.8): the settings of
+`bench_headline.py` and of the report's full budget."""
 
 
-def headline_test_arrays(tokenizer: StarTokenizer, test: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The test-split stars (``test``: its columns as numpy arrays) that have all three labels: the anchor's stars
-    (3,516 of 3,985; the others, mostly hot stars without an APOGEE [Fe/H], have a Teff scatter several times
-    larger, so scoring Teff on all stars would not compare with the anchor). Returns their standardised values
-    restricted to the headline inputs, their errors, and the (n, 3) physical labels."""
-    truth = np.stack([np.asarray(test[name], dtype=float) for name in LABELS], axis=1)
-    labelled = np.isfinite(truth).all(axis=1)
-    values, errors = tokenizer.to_arrays(test, ignore_unknown=True)
+def _columns(table: dict, names: list[str]) -> np.ndarray:
+    """(n_stars, len(names)) float64 physical values of a split's columns (numpy arrays)."""
+    return np.stack([np.asarray(table[name], dtype=float) for name in names], axis=1)
+
+
+def _labelled(table: dict) -> np.ndarray:
+    """(n_stars,) bool: the stars with all three of Teff, log g and [Fe/H], the anchor's population."""
+    return np.isfinite(_columns(table, LABELS)).all(axis=1)
+
+
+def headline_arrays(tokenizer: StarTokenizer, table: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stars of ``table`` (a split's columns as numpy arrays: the test split, or the training hold-out) that have
+    all three labels: the anchor's population (3,516 of the 3,985 test stars; the others, mostly hot stars without an
+    APOGEE [Fe/H], have a Teff scatter several times larger, so scoring Teff on all stars would not compare with the
+    anchor). Returns their standardised values restricted to the headline inputs, their errors, and the (n, 3)
+    physical labels."""
+    labelled = _labelled(table)
+    values, errors = tokenizer.to_arrays(table, ignore_unknown=True)
     return (
         mask_to_inputs(tokenizer, values[labelled], HEADLINE_INPUTS),
         errors[labelled],
-        truth[labelled],
+        _columns(table, LABELS)[labelled],
     )
 
 
-def headline_test_scatter(
-    model: StellarForObservationPrediction, tokenizer: StarTokenizer, arrays: tuple[np.ndarray, ...]
+def xgboost_scatter(train: dict, scored: dict) -> dict[str, float]:
+    """The baseline every ratio of this benchmark and `bench_scaling.py` divides by, measured in the calling run:
+    `ANCHOR_XGBOOST` trained on the stars of ``train`` with all three labels (as the anchor and `bench_headline.py`)
+    from the 63 headline inputs, one regressor per label, and its ``mad_std(truth - prediction)`` per label on the
+    stars of ``scored`` that `headline_arrays` keeps. Trees are invariant to the tokenizer's affine standardisation,
+    so the physical columns are its features. A few minutes on 2 CPU cores."""
+    fit, keep = _labelled(train), _labelled(scored)
+    prediction, record = fit_predict_xgboost(
+        _columns(train, HEADLINE_INPUTS)[fit],
+        _columns(train, LABELS)[fit],
+        _columns(scored, HEADLINE_INPUTS)[keep],
+        ANCHOR_XGBOOST,
+    )
+    truth = _columns(scored, LABELS)[keep]
+    scatter = {name: training.robust_scatter(truth[:, j], prediction[:, j]) for j, name in enumerate(LABELS)}
+    print(f"XGBoost: {int(fit.sum())} train stars, {record['seconds']:.0f} s, scatter {scatter}", flush=True)
+    return scatter
+
+
+def headline_scatter(
+    model: StellarForObservationPrediction,
+    tokenizer: StarTokenizer,
+    arrays: tuple[np.ndarray, ...],
+    xgboost: dict[str, float],
 ) -> dict:
-    """``mad_std(truth - prediction)`` of Teff [K], log g and [Fe/H] [dex] on `headline_test_arrays`, and each
-    over XGBoost's anchor."""
+    """``mad_std(truth - prediction)`` of Teff [K], log g and [Fe/H] [dex] on `headline_arrays`, and beside each
+    the ``xgboost`` scatter on the same stars (`xgboost_scatter`) and the ratio to it."""
     shown, errors, truth = arrays
     mean, _, _ = predict_arrays(model.eval(), tokenizer, shown, errors, LABELS)
-    row = {"test_stars": len(truth)}
+    row: dict = {"stars": len(truth)}
     for j, name in enumerate(LABELS):
         row[name] = round(training.robust_scatter(truth[:, j], mean[:, j]), 4)
-        row[f"{name}_over_xgboost"] = round(row[name] / XGBOOST_ANCHOR[name], 3)
+        row[f"{name}_xgboost"] = round(xgboost[name], 4)
+        row[f"{name}_over_xgboost"] = round(row[name] / xgboost[name], 3)
     return row
 
 
@@ -90,12 +131,14 @@ def main() -> None:
     parser.add_argument("--append", action="store_true", help="merge the rows into the existing table")
     args = parser.parse_args()
     test = load_dataset(args.dataset, split="test").with_format("numpy")[:]
+    train = load_dataset(args.dataset, split="train").with_format("numpy")[:]
+    xgboost = xgboost_scatter(train, test)
     rows, steps_before, minutes_before = [], 0, 0.0
     hardware = []  # (first step, last step, the machine that trained them) of each run in the chain
     for run in map(Path, args.run):
         tokenizer = StarTokenizer.from_pretrained(run)
         config = StellarConfig.from_pretrained(run)
-        arrays = headline_test_arrays(tokenizer, test)
+        arrays = headline_arrays(tokenizer, test)
         minutes = {}
         for line in (run / training.LOG_FILE).read_text().splitlines():
             record = json.loads(line)
@@ -112,7 +155,7 @@ def main() -> None:
             row = {"run": run.name, "step": steps_before + step}
             row["minutes"] = round(minutes_before + minutes.get(step, np.nan), 2)
             row["hardware"] = facts["hardware"]
-            rows.append({**row, **headline_test_scatter(model, tokenizer, arrays)})
+            rows.append({**row, **headline_scatter(model, tokenizer, arrays, xgboost)})
             print(rows[-1], flush=True)
         hardware.append((steps_before + 1, steps_before + facts["steps"], facts["hardware"]))
         steps_before, minutes_before = steps_before + facts["steps"], minutes_before + facts["train_minutes"]

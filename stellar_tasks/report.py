@@ -9,6 +9,8 @@ which loads the model with ``AutoModel`` / ``AutoFeatureExtractor`` (``trust_rem
 test split next to XGBoost trained on the train split in the same run, and writes ``reports/report.md`` (tables),
 ``reports/results.json`` (every number) and PNG figures. ``--full`` trains the baselines with the anchor's 4000 trees
 instead of the quick budget; ``--write-card`` also renders the model card into ``<model>/README.md``.
+``--max-stars N`` runs every step on the first N stars of each split only, the baselines on `SUBSET_BUDGET` (minutes
+become seconds): the check that the whole job still runs end to end (``tests/test_demo.py``), not a report to compare.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import torch
 
 from datasets_builder.atomic import atomic_write
 
-from .baselines import BUDGETS, BaselineBudget
+from .baselines import BUDGETS, BaselineBudget, XGBoostSettings
 from .card import fmt, write_model_card
 from .data import load_split, split_overlap
 from .embeddings import neighbour_summary
@@ -55,6 +57,18 @@ DEFAULT_TEST_IDS = REPO_ROOT.parent / "shared" / "data" / "test_split_gaia_dr3_s
 """The project's test split (``DESIGN.md``); checked against the dataset's test split when the file exists."""
 
 REPORT_FILE, RESULTS_FILE = "report.md", "results.json"
+
+SUBSET_BUDGET = BaselineBudget(
+    "subset",
+    XGBoostSettings(n_estimators=50, learning_rate=0.3),
+    XGBoostSettings(n_estimators=4, learning_rate=0.5, max_depth=3, multi_strategy="multi_output_tree"),
+    "labels: 50 trees per label, learning rate 0.3; XP coefficients: 4 vector-leaf trees of depth 3 over every "
+    "output, learning rate 0.5 (a --max-stars run's: a smoke test of the baseline, not a baseline to compare)",
+)
+"""The baselines of a ``--max-stars`` run (unless ``--full``). XGBoost's time goes with its boosting rounds and tree
+size far more than with its training stars: on 400 stars the quick budget's 1000 rounds per label take ~3 CPU minutes
+over the five input settings, and one vector-leaf round over the 90 outputs of BP/RP 0-9 -> 10-54 about a second even
+at depth 3. So a subset run boosts 20x fewer rounds per label and a few shallow rounds per spectrum task."""
 
 
 class Progress:
@@ -118,6 +132,7 @@ def run_report(
     extinction_stars: int = 1000,
     neighbour_queries: int = 1000,
     test_ids_file: str | Path | None = None,
+    max_stars: int | None = None,
 ) -> dict:
     """Run every task and write the report folder; returns the results (what ``results.json`` holds).
 
@@ -137,7 +152,13 @@ def run_report(
         Test stars for the extinction curve and for the embedding neighbours.
     test_ids_file : path, optional
         The project's list of test source ids, to check the dataset's test split against.
+    max_stars : int, optional
+        Only the first ``max_stars`` stars of each split: test stars evaluated, train stars the baselines learn from
+        and the neighbours are drawn from (the split checks still read the whole splits). Every step runs, in seconds
+        instead of minutes, so it checks the job end to end; its numbers do not compare with a whole run's.
     """
+    if max_stars is not None and max_stars < 1:
+        raise ValueError(f"max_stars must be at least 1, got {max_stars}")
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     progress = Progress(total=4 + len(INPUT_SETTINGS) + len(SPECTRUM_TASKS) + 4)
@@ -146,6 +167,9 @@ def run_report(
         model, tokenizer = load_model(model_dir)
         train = load_split(dataset, "train", tokenizer)
         test = load_split(dataset, "test", tokenizer)
+        split = split_overlap(train, test, test_ids_file)
+        if max_stars is not None:
+            train, test = (part.subset(np.arange(min(max_stars, len(part)))) for part in (train, test))
     figures: dict[str, str] = {}
     parameters, label_predictions = [], {}
     for setting in INPUT_SETTINGS:
@@ -192,7 +216,8 @@ def run_report(
         "dataset": str(dataset),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "baseline": {"mode": budget.name, "description": budget.description, **asdict(budget)},
-        "split": split_overlap(train, test, test_ids_file),
+        "split": split,
+        "max_stars": max_stars,
         "hardware": describe_machine(),
         "timings_s": progress.seconds,
         "cpu_s": progress.cpu_seconds,
@@ -345,6 +370,11 @@ def render_markdown(results: dict) -> str:
         [[k, f"{v:.1f}", f"{meta['cpu_s'][k]:.1f}"] for k, v in meta["timings_s"].items()],
     )
     split = ", ".join(f"{k} = {v}" for k, v in meta["split"].items())
+    if meta.get("max_stars"):  # absent from the results of reports written before the option
+        split += (
+            f".\n**Subset run** (`--max-stars {meta['max_stars']}`): only the first {meta['max_stars']:,} stars of "
+            "each split were evaluated and trained on; these numbers do not compare with a whole report's"
+        )
     figures = meta["figures"]
     return f"""# stellar-foundation: one model, every task, measured
 
@@ -438,6 +468,13 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         help="XGBoost with the anchor's 4000 trees (slow) instead of the quick budget",
     )
     parser.add_argument("--max-spectrum-stars", type=int, default=None, help="test stars per spectrum task")
+    parser.add_argument(
+        "--max-stars",
+        type=int,
+        default=None,
+        help="only the first N stars of each split (evaluated, and the baselines' training stars), XGBoost with "
+        "far fewer trees unless --full: an end-to-end check in seconds, not a report to compare",
+    )
     parser.add_argument("--test-ids", default=None, help="file of test source ids to check the split against")
     parser.add_argument(
         "--write-card", action="store_true", help="also write the model card to <model>/README.md"
@@ -459,9 +496,18 @@ def evaluate(args: argparse.Namespace) -> dict:
         raise SystemExit("evaluate: --dataset is required (or --results to render a previous report's card)")
     else:
         test_ids = args.test_ids or (DEFAULT_TEST_IDS if DEFAULT_TEST_IDS.is_file() else None)
-        budget = BUDGETS["full" if args.full else "quick"]
+        if args.full:
+            budget = BUDGETS["full"]
+        else:
+            budget = BUDGETS["quick"] if args.max_stars is None else SUBSET_BUDGET
         results = run_report(
-            args.model, args.dataset, args.output, budget, args.max_spectrum_stars, test_ids_file=test_ids
+            args.model,
+            args.dataset,
+            args.output,
+            budget,
+            args.max_spectrum_stars,
+            test_ids_file=test_ids,
+            max_stars=args.max_stars,
         )
         print(f"report written to {Path(args.output) / REPORT_FILE}", file=sys.stderr)
     if args.write_card:

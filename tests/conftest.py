@@ -11,19 +11,20 @@ from hypothesis import HealthCheck, settings
 
 from modeling_stellar import StarTokenizer, StellarConfig, StellarForObservationPrediction
 
-# Property-based tests (tests/test_properties.py): "fast" is what `make test` runs (deterministic, no example
-# database written into the clone); HYPOTHESIS_PROFILE=thorough explores 20x as many cases.
+# Property-based tests (tests/test_properties.py): "fast" is what `make test` runs: 25 fresh examples per property each
+# run (not the same derandomised few forever), and a failure prints how to replay it (`@reproduce_failure(...)`, or
+# `@seed(...)` / `--hypothesis-seed` when it did not fail the same way twice); no example database is written into the
+# clone. `make test-thorough` (HYPOTHESIS_PROFILE=thorough) explores 20x as many cases.
 settings.register_profile(
     "fast",
     max_examples=25,
     deadline=None,  # a shared CI core makes per-example timings meaningless
-    derandomize=True,
+    derandomize=False,
+    print_blob=True,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-settings.register_profile(
-    "thorough", parent=settings.get_profile("fast"), max_examples=500, derandomize=False
-)
+settings.register_profile("thorough", parent=settings.get_profile("fast"), max_examples=500)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

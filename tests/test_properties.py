@@ -3,14 +3,16 @@
 For arbitrary stars, tables, requests, token ids and byte-level corruptions of the real fixture files, every call
 either returns finite answers or raises the documented error with the culprit in its message; NaN (and every other
 "not observed" spelling) is the same as omitting the observation; a star's answer does not depend on the other stars
-of its batch; no partial output is ever left behind. Profiles (``fast`` for `make test`, ``thorough``) are registered
-in ``tests/conftest.py``; the file-level properties run a fraction of the profile's examples (`fewer`).
+of its batch; no partial output is ever left behind. Profiles (``fast`` for `make test`, ``thorough`` for
+`make test-thorough`) are registered in ``tests/conftest.py``: both draw fresh examples every run and print how to
+replay a failure; the file-level properties run a fraction of the profile's examples (`fewer`).
 """
 
 from __future__ import annotations
 
 import datetime
 import gzip
+import json
 import math
 import tempfile
 from pathlib import Path
@@ -55,6 +57,32 @@ def fewer(fraction: float) -> settings:
         max_examples=max(3, int(settings.default.max_examples * fraction)),
         suppress_health_check=[HealthCheck.function_scoped_fixture],  # capsys: each example reads (resets) it
     )
+
+
+def test_each_run_draws_fresh_examples_and_a_failure_says_how_to_replay_it(request):
+    """The loaded profile is not derandomised: two runs of one property draw different examples, so every CI run tries
+    new cases instead of replaying the same few, and a failing example comes with the ``@reproduce_failure`` line
+    that replays it (the example database is off, so that line is the only record)."""
+    if request.config.getoption("hypothesis_seed", None) is not None:
+        pytest.skip("--hypothesis-seed replays one seed's examples by design")
+    runs: list[list[int]] = []
+
+    @given(st.integers(0, 2**62))
+    def record(value: int) -> None:
+        runs[-1].append(value)
+
+    for _ in range(2):
+        runs.append([])
+        record()
+    assert runs[0] != runs[1]
+
+    @given(st.integers(0, 2**62))
+    def fails_above_ten(value: int) -> None:
+        assert value <= 10
+
+    with pytest.raises(AssertionError) as caught:
+        fails_above_ten()
+    assert "@reproduce_failure(" in "\n".join(getattr(caught.value, "__notes__", []))
 
 
 @pytest.fixture(scope="module")
@@ -444,8 +472,16 @@ def test_a_failed_build_leaves_nothing_and_the_corrected_build_runs_as_is(
     status = build_main(argv)
     printed = capsys.readouterr().err
     if status == 0:
-        stats = (output / "meta" / "stats.json").read_text()
-        assert "NaN" not in stats and "Infinity" not in stats and "null" not in stats
+        text = (output / "meta" / "stats.json").read_text()
+        assert "NaN" not in text and "Infinity" not in text, text  # strict JSON
+        # a coefficient no kept star observes (beyond both stars' n_relevant_bases) has null statistics; every
+        # observed one has finite ones
+        for name, entry in json.loads(text).items():
+            numbers = [value for key, value in entry.items() if key not in ("count", "unit")]
+            if entry["count"] == 0:
+                assert numbers == [None] * len(numbers), (name, entry)
+            else:
+                assert all(isinstance(x, float) and math.isfinite(x) for x in numbers), (name, entry)
         return
     assert status == 1 and f"error: {xp}" in printed, printed
     assert not output.exists() and not staging_dir(output).exists()

@@ -67,6 +67,42 @@ def _losses(output: Path, after: int = 0) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in records if "loss" in r and r["step"] > after}
 
 
+def _steps_since_resume(output: Path) -> tuple[int, list[int]]:
+    """The step the last ``--resume`` of a run says it started from (its log's ``resumed_from`` record), and the steps
+    whose losses were logged after that record, in order: what that resumed process trained."""
+    records = [json.loads(line) for line in (output / training.LOG_FILE).read_text().splitlines()]
+    start = max(k for k, record in enumerate(records) if "resumed_from" in record)
+    return records[start]["resumed_from"], [r["step"] for r in records[start + 1 :] if "loss" in r]
+
+
+def _checkpoint_identities(output: Path) -> dict[str, tuple[int, int]]:
+    """Each finished checkpoint folder's inode and modification time: a checkpoint saved again is a new folder
+    (`training.save_checkpoint` renames a staging folder into place), so both change."""
+    return {
+        path.name: (path.stat().st_ino, path.stat().st_mtime_ns) for path in training.checkpoints_in(output)
+    }
+
+
+def _rewritten(output: Path, identities: dict[str, tuple[int, int]]) -> list[str]:
+    """The checkpoints of ``identities`` (`_checkpoint_identities` taken earlier) that are not the same folders now."""
+    now = _checkpoint_identities(output)
+    return [name for name, identity in identities.items() if now.get(name) != identity]
+
+
+def _run_broken(
+    break_name: str, dataset: Path, output: Path, config: Path, *extra: str
+) -> subprocess.CompletedProcess:
+    """`_run` with issue 28's break ``break_name`` applied (``python -m tests.guard_breaks``: the same training
+    function, as ``stellar-foundation train``)."""
+    command = [sys.executable, "-m", "tests.guard_breaks", break_name, "train", "--dataset", str(dataset)]
+    return subprocess.run(
+        [*command, "--output", str(output), "--config", str(config), *extra],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+
+
 def _random_arrays(tokenizer, n_stars=64, seed=0):
     rng = np.random.default_rng(seed)
     values = rng.normal(size=(n_stars, tokenizer.vocab_size))
@@ -323,8 +359,13 @@ def test_killed_run_resumes_with_identical_losses(tiny_dataset, tiny_config, tmp
     newest = training.checkpoints_in(interrupted)[-1]
     resumed_from = int(newest.name.split("_")[1])
     assert resumed_from < 16, "the run got too far before the kill to test anything"
+    kept = _checkpoint_identities(interrupted)
     resumed = _run(tiny_dataset, interrupted, tiny_config, "--stop-at-step", "16", "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # the resumed process trains the remaining steps only (a deterministic run trained again from step 0 logs the
+    # same losses and saves the same weights): its log says so, and the checkpoints it started from are not saved again
+    assert _steps_since_resume(interrupted) == (resumed_from, list(range(resumed_from + 1, 17)))
+    assert _rewritten(interrupted, kept) == []
     expected, got = (
         _losses(tmp_path / "straight", after=resumed_from),
         _losses(interrupted, after=resumed_from),
@@ -347,6 +388,28 @@ def test_killed_run_resumes_with_identical_losses(tiny_dataset, tiny_config, tmp
     assert straight_weights.keys() == resumed_weights.keys()
     for key, weights in straight_weights.items():
         np.testing.assert_allclose(resumed_weights[key], weights, rtol=1e-6, atol=1e-9, err_msg=key)
+
+
+@pytest.mark.slow  # two training runs: ~1 minute on 2 shared cores
+def test_a_resume_that_trains_again_from_step_0_is_caught(tiny_dataset, tiny_config, tmp_path):
+    """Issue 28's break of ``--resume`` (`tests.guard_breaks.resume_ignoring_the_checkpoint`: nothing loaded, step 0)
+    against the checks the resume test adds: its losses are the first run's, step for step (which is why comparing
+    losses let it pass), but its log and its checkpoints show the steps it trained again."""
+    run = tmp_path / "run"
+    first = _run(tiny_dataset, run, tiny_config, "--stop-at-step", "8")
+    assert first.returncode == 0, first.stderr[-2000:]
+    kept = _checkpoint_identities(run)
+    assert list(kept) == ["step_4", "step_8"]
+    broken = _run_broken(
+        "resume_ignoring_the_checkpoint", tiny_dataset, run, tiny_config, "--stop-at-step", "12", "--resume"
+    )
+    assert broken.returncode == 0, broken.stderr[-2000:]
+    records = [json.loads(line) for line in (run / training.LOG_FILE).read_text().splitlines()]
+    start = next(k for k, record in enumerate(records) if "resumed_from" in record)
+    again = {r["step"]: r["loss"] for r in records[start:] if "loss" in r and r["step"] <= 8}
+    assert again == {r["step"]: r["loss"] for r in records[:start] if "loss" in r}
+    assert _steps_since_resume(run) == (0, list(range(1, 13)))  # the resume test asks for (8, [9, ..., 12])
+    assert _rewritten(run, kept) == ["step_4", "step_8"]  # ... and for []
 
 
 def test_warm_restart_starts_from_the_saved_weights_and_refuses_another_architecture(

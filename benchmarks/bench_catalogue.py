@@ -6,11 +6,14 @@ The input is the test split repeated ``--repeat`` times (10: 39,850 stars) with 
 a Parquet table and as a HATS catalogue of the same rows (positions from the level-12 HEALPix pixel in the source id).
 Rows, all stars/s on the same CPU threads:
 
-    * command (float32 / default): ``stellar-foundation predict TABLE.parquet --model M --output OUT.parquet
-      [--precision float32]``, timed as a user would -- the whole process, from start to exit; the default
-      (``--precision auto``) is a bfloat16 copy of the model on CPUs with AMX / AVX-512-BF16, as here, else float32;
-    * command --distilled: the same with ``--distilled``, the model's distilled MLP (`stellar_tasks.distillation`)
-      answering every row that observes exactly the headline inputs (here all), the model the others;
+    * command default (float32) / bfloat16: ``stellar-foundation predict TABLE.parquet --model M --output OUT.parquet
+      [--precision bfloat16]``, timed as a user would -- the whole process, from start to exit; the default is the
+      weights' float32 (the pipeline's numbers), bfloat16 an opt-in copy of the model (native on AMX / AVX-512-BF16
+      CPUs and bfloat16 GPUs, emulated and slower elsewhere);
+    * command --distilled (with / without _err): the same with ``--distilled``, the model's distilled MLP
+      (`stellar_tasks.distillation`) answering every row that observes exactly the headline inputs (here all), the
+      model the others; on the table and on its 63 values alone (no uncertainties: the student, like the model, does
+      not read them, so both are served alike);
     * lsdb (1 / 2 workers): ``stellar-foundation predict CATALOGUE --workers N --output OUT.parquet``, whole process;
     * xgboost: ``Booster.inplace_predict`` on the same rows' 63 features (``--xgb-trees`` rounds per target, depth
       ``--xgb-depth``, trained here on ``--xgb-train-stars`` train stars: its speed depends on the trees' number
@@ -136,7 +139,7 @@ def stage_seconds(parquet: Path, model: str, batch_size: int, repeats: int) -> d
             **{
                 f"distilled {precision}": best_seconds(
                     lambda precision=precision: student.predict_arrays(
-                        tokenizer, values, errors, list(LABELS), PRECISIONS[precision]
+                        tokenizer, values, list(LABELS), PRECISIONS[precision]
                     ),
                     repeats,
                 )
@@ -205,8 +208,9 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        parquet = folder / "stars.parquet"
+        parquet, values_only = folder / "stars.parquet", folder / "stars_values_only.parquet"
         pq.write_table(table, parquet)
+        pq.write_table(table.select(["gaia_dr3_source_id", *HEADLINE_INPUTS]), values_only)
         catalogue = write_hats_catalogue(
             table.to_pandas(), folder / "stars_hats", "stars", args.partition_rows
         )
@@ -222,19 +226,23 @@ def main() -> None:
                 "--overwrite",  # the repeats write it again
             ]
 
-        default_precision = "bfloat16" if native_bfloat16(torch.device("cpu")) else "float32"
+        bfloat16 = "native" if native_bfloat16(torch.device("cpu")) else "emulated"
         timed = {
-            "command float32": (
-                [str(parquet), *output("float32.parquet"), "--precision", "float32"],
-                f"stellar-foundation predict TABLE --model {args.model} --output OUT.parquet --precision float32",
-            ),
-            f"command default ({default_precision})": (
+            "command default (float32)": (
                 [str(parquet), *output("default.parquet")],
                 f"stellar-foundation predict TABLE --model {args.model} --output OUT.parquet",
+            ),
+            f"command bfloat16 ({bfloat16})": (
+                [str(parquet), *output("bfloat16.parquet"), "--precision", "bfloat16"],
+                f"stellar-foundation predict TABLE --model {args.model} --output OUT.parquet --precision bfloat16",
             ),
             "command --distilled": (
                 [str(parquet), *output("distilled.parquet"), "--distilled"],
                 f"stellar-foundation predict TABLE --model {args.model} --output OUT.parquet --distilled",
+            ),
+            "command --distilled, no _err": (
+                [str(values_only), *output("distilled_values.parquet"), "--distilled"],
+                f"stellar-foundation predict VALUES_ONLY_TABLE --model {args.model} --output OUT.parquet --distilled",
             ),
         }
         for workers in (1, 2):

@@ -2,10 +2,10 @@
 
 The any-to-any model reads a star as ~63 tokens through two attention blocks; on 2 CPU cores that costs ~0.2 ms per
 star in bfloat16, and compiling it gains 1.3x (``benchmarks/results/catalogue.csv``). Catalogues mostly ask one
-question of one input set: Teff, log g and [Fe/H] from the headline inputs (BP/RP 0-29 and three colours, with their
-uncertainties). `DistilledPredictor` answers that question only: standardised values and uncertainties of its
-``inputs`` in, the model's standardised mean and log-variance of its ``requests`` out, averaged over a few MLPs
-(``members``). It is trained on the model's answers (`distill`), not on labels: for the train split's stars, for
+question of one input set: Teff, log g and [Fe/H] from the headline inputs (BP/RP 0-29 and three colours).
+`DistilledPredictor` answers that question only: standardised values of its ``inputs`` in (not their uncertainties:
+its teacher does not read them either, so a table with or without ``_err`` columns is served alike), the model's
+standardised mean and log-variance of its ``requests`` out, averaged over a few MLPs (``members``). It is trained on the model's answers (`distill`), not on labels: for the train split's stars, for
 copies redrawn within their uncertainties, and for mixtures of two stars, so it learns the model's function around
 the stars rather than the labels' noise.
 
@@ -53,9 +53,6 @@ __all__ = [
 DISTILLED_FOLDER = "distilled"
 """Subfolder of a model folder holding its distilled predictor (``config.json`` and ``model.safetensors``)."""
 
-ERROR_FLOOR = 1e-3
-"""Added to a standardised uncertainty before its logarithm (an uncertainty of 0 stays finite)."""
-
 
 def weights_sha256(model_folder: str | os.PathLike) -> str:
     """SHA-256 (hex) of a model folder's weights file: what ties a distilled predictor to its model."""
@@ -81,8 +78,8 @@ class DistilledPredictor(
     model_card_template=DISTILLED_CARD,
     tags=["stellar-foundation", "distillation"],
 ):
-    """An MLP from standardised values and uncertainties of fixed ``inputs`` to the model's standardised mean and
-    log-variance of fixed ``requests``.
+    """An MLP from standardised values of fixed ``inputs`` to the model's standardised mean and log-variance of
+    fixed ``requests``.
 
     Args:
         inputs: observation names read, in feature order.
@@ -106,8 +103,8 @@ class DistilledPredictor(
         super().__init__()
         self.inputs, self.requests = list(inputs), list(requests)
         self.teacher_sha256, self.holdout = teacher_sha256, dict(holdout or {})
-        n_features = 2 * len(self.inputs)
-        # feature normalisation and the range seen in training, both (2 * n_inputs,); set by `distill`
+        n_features = len(self.inputs)
+        # feature normalisation and the range seen in training, both (n_inputs,); set by `distill`
         self.register_buffer("feature_center", torch.zeros(n_features))
         self.register_buffer("feature_scale", torch.ones(n_features))
         self.register_buffer("feature_low", torch.full((n_features,), -math.inf))
@@ -122,32 +119,22 @@ class DistilledPredictor(
             width = hidden
         return nn.Sequential(*layers, nn.Linear(width, 2 * len(self.requests)))
 
-    @staticmethod
-    def raw_features(values: torch.Tensor, errors: torch.Tensor) -> torch.Tensor:
-        """(n, I) standardised values and uncertainties -> (n, 2I) features: values, then log(uncertainty + floor)."""
-        return torch.cat([values, torch.log(errors + ERROR_FLOOR)], dim=-1)
-
-    def forward(self, values: torch.Tensor, errors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(n, I) standardised values and uncertainties of ``inputs`` -> mean, log_variance (n, R) of ``requests``
-        in the model's standardised units."""
-        return self.from_features(self.raw_features(values, errors))
-
-    def from_features(
-        self, features: torch.Tensor, members: Sequence[nn.Module] | None = None
+    def forward(
+        self, values: torch.Tensor, members: Sequence[nn.Module] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(n, 2I) `raw_features` -> mean, log_variance (n, R): the average of ``members`` (default all)."""
-        normalised = (features - self.feature_center) / self.feature_scale
+        """(n, I) standardised values of ``inputs`` -> mean, log_variance (n, R) of ``requests`` in the model's
+        standardised units: the average of ``members`` (default all)."""
+        normalised = (values - self.feature_center) / self.feature_scale
         out = torch.stack([member(normalised) for member in (members or self.members)]).mean(0)
         return out[:, : len(self.requests)], out[:, len(self.requests) :]
 
-    def serves(
-        self, tokenizer, values: np.ndarray, errors: np.ndarray, requests: Sequence[str]
-    ) -> np.ndarray:
+    def serves(self, tokenizer, values: np.ndarray, requests: Sequence[str]) -> np.ndarray:
         """(n,) bool: the rows this predictor answers as the model would.
 
         A row qualifies when ``requests`` are among its ``requests``, the model would read exactly its ``inputs``
-        (each finite, nothing else observed once the requests are removed) and every feature lies in the range it
-        was trained on. ``values``, ``errors``: (n, vocab_size) `StarTokenizer.to_arrays` arrays.
+        (each finite, nothing else observed once the requests are removed) and every input lies in the range it
+        was trained on. ``values``: (n, vocab_size) standardised `StarTokenizer.to_arrays` values; uncertainties
+        play no part (the model does not read them).
         """
         if not set(requests) <= set(self.requests):
             return np.zeros(len(values), dtype=bool)
@@ -157,11 +144,7 @@ class DistilledPredictor(
         exact = np.isfinite(shown[:, columns]).all(axis=1) & (
             np.isfinite(shown[:, 1:]).sum(axis=1) == len(columns)
         )
-        with np.errstate(invalid="ignore", divide="ignore"):
-            features = self.raw_features(
-                torch.from_numpy(np.nan_to_num(values[:, columns]).astype(np.float32)),
-                torch.from_numpy(np.nan_to_num(errors[:, columns]).astype(np.float32)),
-            ).numpy()
+        features = np.nan_to_num(values[:, columns]).astype(np.float32)
         inside = ((features >= self.feature_low.numpy()) & (features <= self.feature_high.numpy())).all(
             axis=1
         )
@@ -172,7 +155,6 @@ class DistilledPredictor(
         self,
         tokenizer,
         values: np.ndarray,
-        errors: np.ndarray,
         requests: Sequence[str],
         dtype: torch.dtype = torch.float32,
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -184,10 +166,7 @@ class DistilledPredictor(
         """
         columns = tokenizer.convert_names_to_ids(self.inputs)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-            mean, log_variance = self(
-                torch.from_numpy(values[:, columns].astype(np.float32)),
-                torch.from_numpy(errors[:, columns].astype(np.float32)),
-            )
+            mean, log_variance = self(torch.from_numpy(values[:, columns].astype(np.float32)))
         mean, log_variance = mean.float(), log_variance.float()
         order = [self.requests.index(name) for name in requests]
         ids = np.broadcast_to(
@@ -347,7 +326,7 @@ def distill(
 
     torch.manual_seed(config.seed)
     student = DistilledPredictor(inputs, requests, config.hidden_dims, config.members, teacher_sha256)
-    features = student.raw_features(torch.from_numpy(answers["values"]), torch.from_numpy(answers["errors"]))
+    features = torch.from_numpy(answers["values"])
     student.feature_center.copy_(features.mean(0))
     student.feature_scale.copy_(features.std(0).clamp_min(1e-6))
     student.feature_low.copy_(features.min(0).values)
@@ -390,7 +369,7 @@ def distill(
             order = torch.randperm(len(features), generator=torch.Generator().manual_seed(seed))
             for step in range(steps_per_epoch):
                 rows = order[step * config.batch_size : (step + 1) * config.batch_size]
-                mean, log_variance = student.from_features(features[rows], [member])
+                mean, log_variance = student(features[rows], [member])
                 loss = (((mean - targets[rows, :n_requests]) ** 2) * label_weights).mean()
                 loss = (
                     loss
@@ -419,7 +398,7 @@ def distill(
         model, tokenizer, holdout_values, holdout_errors, columns, requests, config.teacher_batch_size
     )
     with torch.no_grad():
-        student_mean, _ = student(torch.from_numpy(holdout_values), torch.from_numpy(holdout_errors))
+        student_mean, _ = student(torch.from_numpy(holdout_values))
     holdout_truth = values[valid_index][:, label_columns]
     holdout = {"stars": len(valid_index)}
     for j, name in enumerate(requests):

@@ -67,7 +67,7 @@ def test_distilled_keeps_the_test_split_scatter_within_2_percent(full_dataset, s
         predictions[mode] = QTable.read(output)
     tokenizer = pipeline(model=str(MODEL), trust_remote_code=True).feature_extractor
     values, errors = tokenizer.to_arrays(Table(table.select(list(HEADLINE_COLUMNS)).to_pydict()))
-    served = student.serves(tokenizer, values, errors, LABELS)
+    served = student.serves(tokenizer, values, LABELS)
     assert served.mean() > 0.99, served.mean()  # the student answered (nearly) every row
     for name in LABELS:
         truth = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
@@ -94,13 +94,16 @@ def test_only_rows_with_exactly_its_inputs_are_served(tiny_dataset, predictor, s
     stars["alpha_m"][1] = 0.1  # an observation it does not read
     stars["logg"][4] = 2.5  # a requested name is no input: the model would not read it either
     stars["bp3"][2] = np.nan  # one of its inputs missing
-    stars["bp0_err"][3] = 0.0  # an uncertainty outside the range it was trained on
     tokenizer = predictor.feature_extractor
-    values, errors = tokenizer.to_arrays(stars, ignore_unknown=True)
+    (beyond,) = tokenizer.decode(  # a value just beyond the range it was trained on, in physical units
+        [tokenizer.convert_names_to_ids(["bp0"])], [[float(student.feature_high[0]) + 0.1]]
+    )[0][0]
+    stars["bp0"][3] = beyond
+    values, _ = tokenizer.to_arrays(stars, ignore_unknown=True)
     np.testing.assert_array_equal(
-        student.serves(tokenizer, values, errors, LABELS), [True, False, False, False, True, True]
+        student.serves(tokenizer, values, LABELS), [True, False, False, False, True, True]
     )
-    assert not student.serves(tokenizer, values, errors, ["teff", "alpha_m"]).any()  # not its question
+    assert not student.serves(tokenizer, values, ["teff", "alpha_m"]).any()  # not its question
 
     fast = predict_table(predictor, stars, LABELS, distilled=student)
     exact = predict_table(predictor, stars, LABELS)
@@ -111,6 +114,32 @@ def test_only_rows_with_exactly_its_inputs_are_served(tiny_dataset, predictor, s
             served = fast[column][[0, 4, 5]].value, exact[column][[0, 4, 5]].value
             assert np.isfinite(fast[column].value).all() and not np.allclose(*served, rtol=1e-4), column
     assert list(fast["reason"]) == [""] * 6
+
+
+def test_rows_with_or_without_uncertainties_are_served_alike(
+    tiny_dataset, predictor, student, tmp_path, capsys
+):
+    # issue 29: a catalogue of the 63 headline values without `_err` columns is served like one with them, as the
+    # model (which does not read uncertainties) answers both alike; the command says how many rows each answered
+    rows = split_rows(tiny_dataset, "test", list(HEADLINE_COLUMNS))
+    complete = np.all(
+        [np.isfinite(rows.column(name).to_numpy(zero_copy_only=False)) for name in HEADLINE_INPUTS], 0
+    )
+    with_errors = rows.filter(pa.array(complete)).slice(0, 40)
+    tables = {"with": with_errors, "without": with_errors.select(list(HEADLINE_INPUTS))}
+    answers = {}
+    for name, table in tables.items():
+        source, output = tmp_path / f"{name}.parquet", tmp_path / f"{name}-out.parquet"
+        pq.write_table(table, source)
+        capsys.readouterr()
+        assert (
+            main(["predict", str(source), "--model", str(MODEL), "--output", str(output), "--distilled"]) == 0
+        )
+        assert "40 rows, 40 predicted (40 by the distilled)" in capsys.readouterr().err, name
+        answers[name] = QTable.read(output)
+    for name in LABELS:
+        for column in (name, f"{name}_std"):
+            np.testing.assert_array_equal(answers["with"][column].value, answers["without"][column].value)
 
 
 def test_input_names_limit_what_is_read_so_rows_with_more_are_served(
@@ -133,10 +162,8 @@ def test_input_names_limit_what_is_read_so_rows_with_more_are_served(
     rows = rows.filter(pa.array(complete)).slice(0, 8)
     stars, headline_only = Table(rows.to_pydict()), Table(rows.drop_columns(extra).to_pydict())
     tokenizer = predictor.feature_extractor
-    values, errors = tokenizer.to_arrays(stars, ignore_unknown=True)
-    assert not student.serves(
-        tokenizer, values, errors, LABELS
-    ).any()  # BP/RP 30 are read too: the model's rows
+    values, _ = tokenizer.to_arrays(stars, ignore_unknown=True)
+    assert not student.serves(tokenizer, values, LABELS).any()  # BP/RP 30 are read too: the model's rows
 
     everything = predict_table(predictor, stars, LABELS, distilled=student)
     limited = predict_table(predictor, stars, LABELS, distilled=student, inputs=HEADLINE_INPUTS)

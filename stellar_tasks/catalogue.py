@@ -512,7 +512,15 @@ def check_columns(tokenizer, paths: Sequence[str | Path], ignore_unknown: bool =
     (`check_column_names` of each; Gaia archive XP exports are not checked: their columns are the archive's)."""
     ignored: dict[str, None] = {}
     for path in paths:
-        if not is_gaia_xp_file(path):
+        try:
+            archive = is_gaia_xp_file(path)
+        except Exception as error:  # astropy and the OS raise many types for a damaged FITS header
+            if isinstance(error, ValueError) and str(path) in str(error):
+                raise
+            raise ValueError(
+                f"{path}: cannot read as a star table: {type(error).__name__}: {error}"
+            ) from error
+        if not archive:
             ignored.update(
                 dict.fromkeys(check_column_names(tokenizer, table_columns(path), path, ignore_unknown))
             )

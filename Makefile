@@ -52,28 +52,11 @@ lint: setup
 bench: dataset
 	$(PY) benchmarks/run_all.py
 
-# Reproduce the shipped model: train its six stages (each resumes when stopped; stages 2-6 are warm restarts from the
-# previous stage's weights; stage 6 stops at step 3,000 of its 5,000-step schedule, the step chosen on the hold-out),
-# export the Hub-ready folder, evaluate, write its card.
+# Reproduce the shipped model: every phase of its recipe (configs/recipe.json: one base and each phase's changes; a
+# stopped phase resumes, finished ones are skipped), then export the Hub-ready folder, distill, evaluate, write its card.
 TRAIN_RUN ?= runs/stellar-foundation-apogee-xp
-STAGE1_RUN ?= $(TRAIN_RUN)-stage1
-STAGE2_RUN ?= $(TRAIN_RUN)-stage2
-STAGE3_RUN ?= $(TRAIN_RUN)-stage3
-STAGE4_RUN ?= $(TRAIN_RUN)-stage4
-STAGE5_RUN ?= $(TRAIN_RUN)-stage5
 train: dataset
-	$(PY) train.py --dataset $(DATASET) --output $(STAGE1_RUN) --config configs/train_default.json \
-		$(if $(wildcard $(STAGE1_RUN)/checkpoints/step_*),--resume,)
-	$(PY) train.py --dataset $(DATASET) --output $(STAGE2_RUN) --config configs/train_continue_d96.json \
-		--init-from $(STAGE1_RUN) $(if $(wildcard $(STAGE2_RUN)/checkpoints/step_*),--resume,)
-	$(PY) train.py --dataset $(DATASET) --output $(STAGE3_RUN) --config configs/train_spectra_d96.json \
-		--init-from $(STAGE2_RUN) $(if $(wildcard $(STAGE3_RUN)/checkpoints/step_*),--resume,)
-	$(PY) train.py --dataset $(DATASET) --output $(STAGE4_RUN) --config configs/train_generation_d96.json \
-		--init-from $(STAGE3_RUN) $(if $(wildcard $(STAGE4_RUN)/checkpoints/step_*),--resume,)
-	$(PY) train.py --dataset $(DATASET) --output $(STAGE5_RUN) --config configs/train_inpainting_d96.json \
-		--init-from $(STAGE4_RUN) $(if $(wildcard $(STAGE5_RUN)/checkpoints/step_*),--resume,)
-	$(PY) train.py --dataset $(DATASET) --output $(TRAIN_RUN) --config configs/train_headline_d96.json \
-		--init-from $(STAGE5_RUN) --stop-at-step 3000 $(if $(wildcard $(TRAIN_RUN)/checkpoints/step_*),--resume,)
+	$(PY) train.py --recipe configs/recipe.json --dataset $(DATASET) --output $(TRAIN_RUN)
 	$(CLI) export $(TRAIN_RUN) $(MODEL)
 	$(CLI) distill $(MODEL) --dataset $(DATASET)
 	$(CLI) evaluate --model $(MODEL) --dataset $(DATASET) --output reports --write-card

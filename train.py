@@ -20,21 +20,18 @@ Launch lines (all take the same arguments; ``--mixed-precision`` or accelerate's
     # resume the newest checkpoint of a stopped run, or stop cleanly after a time budget
     python train.py --dataset ... --output runs/apogee-xp --resume
     python train.py --dataset ... --output runs/apogee-xp --max-minutes 60
-    # a warm restart: a fresh schedule on the weights of a saved model folder (the shipped model's stages 2-6;
-    # `make train` runs all six)
-    python train.py --dataset ... --output runs/stage2 --config configs/train_continue_d96.json --init-from runs/stage1
-    python train.py --dataset ... --output runs/stage3 --config configs/train_spectra_d96.json --init-from runs/stage2
-    python train.py --dataset ... --output runs/stage4 --config configs/train_generation_d96.json --init-from runs/stage3
-    python train.py --dataset ... --output runs/stage5 --config configs/train_inpainting_d96.json --init-from runs/stage4
-    python train.py --dataset ... --output runs/stage6 --config configs/train_headline_d96.json --init-from runs/stage5 \
-        --stop-at-step 3000
+    # the shipped model's whole training: every phase of the recipe (configs/recipe.json; `make train` runs it),
+    # each into --output/<phase>; run again, it skips the finished phases and resumes the stopped one
+    python train.py --recipe configs/recipe.json --dataset ... --output runs/stellar-foundation-apogee-xp
+    # a warm restart: a fresh schedule on the weights of a saved model folder
+    python train.py --dataset ... --output runs/more --config my_settings.json --init-from runs/apogee-xp
 
 ``--dataset`` is a dataset folder written by ``stellar-foundation build`` or a Hub dataset id. The same run is
 ``stellar-foundation train ...``; this file is only the script ``accelerate launch`` needs: the training code is
-`stellar_tasks.training` (nothing imports this file).
+`stellar_tasks.training`, the recipe runner `stellar_tasks.recipe` (nothing imports this file).
 """
 
-from stellar_tasks.training import main
+from stellar_tasks.recipe import main
 
 if __name__ == "__main__":
     main()

@@ -17,6 +17,7 @@ recipe is the time-to-accuracy curve (`bench_time_to_accuracy.py`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -31,10 +32,12 @@ from datasets_builder import load_stats
 from modeling_stellar import StarTokenizer, StellarForObservationPrediction
 from results_table import RESULTS_DIR, write_results
 from stellar_tasks import training
+from stellar_tasks.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = RESULTS_DIR / "scaling.csv"
-DEFAULT_CONFIG = ROOT / "configs" / "train_default.json"
+FIRST_PHASE = load_recipe(ROOT / "configs" / "recipe.json")[0].config
+"""The shipped recipe's first phase (d_model 96, all stars, from random weights): what every variant changes."""
 
 
 def _width(d_model: int) -> dict:
@@ -54,8 +57,7 @@ VARIANTS = {
     "d_model_32": {"model_overrides": _width(32)},
     "d_model_128": {"model_overrides": _width(128)},
 }
-"""Settings each variant changes in ``configs/train_default.json`` (the shipped recipe's first stage: d_model 96, all
-stars)."""
+"""Settings each variant changes in `FIRST_PHASE`."""
 
 PROBE_STEPS = 8
 SCHEDULE_SHARE = 0.9
@@ -68,8 +70,8 @@ def train_variant(name: str, minutes: float, dataset: str) -> Path:
     if (run / "training_facts.json").is_file():
         return run
     shutil.rmtree(run, ignore_errors=True)
-    settings = {**json.loads(DEFAULT_CONFIG.read_text()), **VARIANTS[name]}
-    variant = training.TrainingConfig.from_json(DEFAULT_CONFIG, **VARIANTS[name])
+    settings = {**dataclasses.asdict(FIRST_PHASE), **VARIANTS[name]}
+    variant = dataclasses.replace(FIRST_PHASE, **VARIANTS[name])
     rate = time_training_steps(variant, dataset, PROBE_STEPS)["steps_per_s"]
     settings.update(
         max_steps=int(rate * minutes * 60 * SCHEDULE_SHARE),
@@ -93,7 +95,7 @@ def holdout_tables(dataset: str) -> tuple[dict, dict]:
     tokenizer = StarTokenizer.from_pretrained(str(training.DEFAULT_VOCABULARY))
     tokenizer.set_normalization(load_stats(dataset))
     values, errors, source_ids = training.load_training_arrays(dataset, tokenizer)
-    config = training.TrainingConfig.from_json(DEFAULT_CONFIG)
+    config = FIRST_PHASE
     train_index, holdout_index, _ = training.split_holdout(values, errors, source_ids, config)
     table = load_dataset(dataset, split="train").with_format("numpy")[:]
     return (

@@ -8,6 +8,7 @@ benchmarks/results/training.csv.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -23,10 +24,12 @@ from datasets_builder import load_stats
 from modeling_stellar import StarTokenizer, StellarForObservationPrediction
 from results_table import RESULTS_DIR, write_results
 from stellar_tasks import training
+from stellar_tasks.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = RESULTS_DIR / "training.csv"
-DEFAULT_CONFIG = ROOT / "configs" / "train_default.json"
+FIRST_PHASE = load_recipe(ROOT / "configs" / "recipe.json")[0].config
+"""The shipped recipe's first phase: the settings timed."""
 """The shipped model's settings: both measures use them, changing only R or the process count."""
 
 
@@ -61,7 +64,7 @@ def training_rates(dataset: str, processes: int, steps: int) -> dict[str, float]
     from the last window of its log."""
     with tempfile.TemporaryDirectory() as folder:
         config = Path(folder) / "config.json"
-        settings = json.loads(DEFAULT_CONFIG.read_text())
+        settings = dataclasses.asdict(FIRST_PHASE)
         settings.update(log_every=steps // 2, validation_every=10**9, checkpoint_every=10**9)
         config.write_text(json.dumps(settings))
         arguments = [
@@ -93,12 +96,12 @@ def main() -> None:
     parser.add_argument("--dataset", default=str(ROOT / "data" / "apogee-gaia-xp"))
     parser.add_argument("--steps", type=int, default=100)
     args = parser.parse_args()
-    default_r = json.loads(DEFAULT_CONFIG.read_text())["requests_per_star"]
+    default_r = FIRST_PHASE.requests_per_star
     rows = []
     published, ours = (
-        time_training_steps(
-            training.TrainingConfig.from_json(DEFAULT_CONFIG, requests_per_star=r), args.dataset, args.steps
-        )["targets_per_s"]
+        time_training_steps(dataclasses.replace(FIRST_PHASE, requests_per_star=r), args.dataset, args.steps)[
+            "targets_per_s"
+        ]
         for r in (1, default_r)
     )
     rows.append(

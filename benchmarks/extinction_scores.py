@@ -36,17 +36,18 @@ from stellar_tasks.extinction import (
     law_score,
 )
 from stellar_tasks.inputs import LABELS
-from stellar_tasks.training import TrainingConfig, load_training_arrays, split_holdout
+from stellar_tasks.recipe import load_recipe
+from stellar_tasks.training import load_training_arrays, split_holdout
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def stars_of(split: str, dataset: str, tokenizer: StarTokenizer) -> Split:
-    """The stars scored: the test split, or the hold-out of `configs/train_default.json`'s seed and fraction."""
+    """The stars scored: the test split, or the hold-out of the shipped recipe's seed and fraction."""
     if split == "test":
         return load_split(dataset, "test", tokenizer)
     values, errors, source_ids = load_training_arrays(dataset, tokenizer)
-    config = TrainingConfig.from_json(REPO_ROOT / "configs" / "train_default.json")
+    config = load_recipe(REPO_ROOT / "configs" / "recipe.json")[0].config
     return split_holdout(values, errors, source_ids, config)[2]
 
 

@@ -4,10 +4,10 @@ The scores are training's own (`stellar_tasks.training.validate`): headline Teff
 chi-square of parameters + colours -> spectra, coefficient chi-square of BP -> RP and RP -> BP inpainting, the
 giant-branch and main-sequence loci against the hold-out's running median Teff, and the extinction curve's deviation
 from Fitzpatrick (1999). Lower is better for all. The hold-out is the seeded draw of the training settings given
-(``configs/train_default.json``'s seed and fraction by default: every shipped stage used them).
+(the shipped recipe's seed and fraction by default, ``configs/recipe.json``: every phase uses them).
 
     python benchmarks/holdout_scores.py --dataset data/apogee-gaia-xp \
-        first=pretrained/candidate-d96 shipped=pretrained/stellar-foundation-apogee-xp
+        first=runs/stellar-foundation-apogee-xp/stage1 shipped=pretrained/stellar-foundation-apogee-xp
 
 Writes benchmarks/results/holdout_scores.csv (one row per score, one column per model).
 """
@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from modeling_stellar import StarTokenizer, StellarForObservationPrediction
 from results_table import RESULTS_DIR, write_results
+from stellar_tasks.recipe import load_recipe
 from stellar_tasks.training import TrainingConfig, load_training_arrays, split_holdout, validate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -42,10 +43,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+", help="NAME=FOLDER of a saved model, in column order")
     parser.add_argument("--dataset", required=True)
-    parser.add_argument("--config", default=str(REPO_ROOT / "configs" / "train_default.json"))
+    parser.add_argument(
+        "--recipe", default=str(REPO_ROOT / "configs" / "recipe.json"), help="its hold-out is read"
+    )
     parser.add_argument("--output", default=str(RESULTS_DIR / "holdout_scores.csv"))
     args = parser.parse_args()
-    config = TrainingConfig.from_json(args.config)
+    config = load_recipe(args.recipe)[0].config
     columns = {}
     for entry in args.models:
         name, _, folder = entry.partition("=")

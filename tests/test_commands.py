@@ -9,12 +9,12 @@ import sys
 
 import pytest
 
-from stellar_tasks import training
+from stellar_tasks import recipe
 from stellar_tasks.cli import build_parser, main
 from stellar_tasks.hub import RUN_FILES, prepare_model_folder, validate_model_folder
 from tests.conftest import REPO_ROOT, create_test_model, create_test_tokenizer
 
-SUBCOMMANDS = {"build", "train", "evaluate", "predict", "distill", "export", "push"}
+SUBCOMMANDS = {"build", "train", "evaluate", "predict", "distill", "export", "finetune", "push"}
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -75,8 +75,8 @@ def test_console_command_is_the_tuned_entry_point_and_runs_the_cli(tmp_path):
 def test_train_subcommand_takes_train_py_flags_and_calls_the_same_code():
     arguments = ["--dataset", "d", "--output", "o", "--resume", "--max-minutes", "1", "--stop-at-step", "3"]
     through_cli = build_parser().parse_args(["train", *arguments])
-    through_script = training.build_parser().parse_args(arguments)  # what train.py parses
-    assert through_cli.handler is through_script.handler is training.train
+    through_script = recipe.build_parser().parse_args(arguments)  # what train.py parses
+    assert through_cli.handler is through_script.handler is recipe.train
     assert {k: v for k, v in vars(through_cli).items() if k != "command"} == vars(through_script)
 
 

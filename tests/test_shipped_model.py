@@ -77,7 +77,7 @@ SCORER = textwrap.dedent(
 
 
 MODEL_FOLDERS = sorted(path.parent for path in (REPO_ROOT / "pretrained").glob("*/config.json"))
-"""Every committed model folder (the shipped one and candidates): each carries the remote code."""
+"""Every committed model folder (the shipped one only): each carries the remote code."""
 
 
 @pytest.mark.parametrize("folder", MODEL_FOLDERS, ids=lambda folder: folder.name)

@@ -1,7 +1,7 @@
 """What more training would buy, measured at equal compute: the shipped recipe against less data and against a
 narrower and a wider model, each trained by train.py for the same wall-clock minutes on this machine, each with
 a complete warm-up + cosine schedule (its ``max_steps`` set from a speed probe of that variant), then scored from the
-headline inputs on the training hold-out (`stellar_tasks.training.split_holdout`: the 5 % of the train split that no
+headline inputs on the training hold-out (`stellar_tasks.data.split_holdout`: the 5 % of the train split that no
 variant trains on; a choice made from this table never reads the test split), beside XGBoost with the anchor's
 settings trained in the same run on the rest of the train split (`bench_time_to_accuracy.headline_scatter`,
 `bench_time_to_accuracy.xgboost_scatter`).
@@ -32,6 +32,7 @@ from datasets_builder import load_stats
 from modeling_stellar import StarTokenizer, StellarForObservationPrediction
 from results_table import RESULTS_DIR, write_results
 from stellar_tasks import training
+from stellar_tasks.data import load_training_arrays, split_holdout
 from stellar_tasks.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,13 +91,13 @@ def train_variant(name: str, minutes: float, dataset: str) -> Path:
 
 
 def holdout_tables(dataset: str) -> tuple[dict, dict]:
-    """The train split's columns cut as training cuts them (`training.split_holdout` with the default config's seed
-    and validation fraction, which no variant changes): (the stars a run may train on, the hold-out)."""
+    """The train split's columns cut as training cuts them (`split_holdout` with the first phase's seed and validation
+    fraction, which no variant changes): (the stars a run may train on, the hold-out)."""
     tokenizer = StarTokenizer.from_pretrained(str(training.DEFAULT_VOCABULARY))
     tokenizer.set_normalization(load_stats(dataset))
-    values, errors, source_ids = training.load_training_arrays(dataset, tokenizer)
-    config = FIRST_PHASE
-    train_index, holdout_index, _ = training.split_holdout(values, errors, source_ids, config)
+    values, errors, source_ids = load_training_arrays(dataset, tokenizer)
+    seed, fraction = FIRST_PHASE.seed, FIRST_PHASE.validation_fraction
+    train_index, holdout_index, _ = split_holdout(values, errors, source_ids, seed, fraction)
     table = load_dataset(dataset, split="train").with_format("numpy")[:]
     return (
         {name: column[train_index] for name, column in table.items()},

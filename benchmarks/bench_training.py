@@ -24,6 +24,8 @@ from datasets_builder import load_stats
 from modeling_stellar import StarTokenizer, StellarForObservationPrediction
 from results_table import RESULTS_DIR, write_results
 from stellar_tasks import training
+from stellar_tasks.data import load_training_arrays
+from stellar_tasks.model_folder import LOG_FILE
 from stellar_tasks.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +41,7 @@ def time_training_steps(config: training.TrainingConfig, dataset: str, steps: in
     requests trained per second)."""
     tokenizer = StarTokenizer.from_pretrained(str(training.DEFAULT_VOCABULARY))
     tokenizer.set_normalization(load_stats(dataset))
-    values, errors, _ = training.load_training_arrays(dataset, tokenizer)
+    values, errors, _ = load_training_arrays(dataset, tokenizer)
     weight = training.request_weights(tokenizer, config)
     torch.manual_seed(0)
     model = StellarForObservationPrediction(config.model_config(tokenizer.vocab_size)).train()
@@ -84,9 +86,7 @@ def training_rates(dataset: str, processes: int, steps: int) -> dict[str, float]
             command = [accelerate, "launch", "--multi_gpu", "--num_processes", str(processes), *arguments]
         env = {**os.environ, "ACCELERATE_USE_CPU": "1"}
         subprocess.run(command, check=True, capture_output=True, env=env)
-        records = [
-            json.loads(line) for line in (Path(folder) / "run" / training.LOG_FILE).read_text().splitlines()
-        ]
+        records = [json.loads(line) for line in (Path(folder) / "run" / LOG_FILE).read_text().splitlines()]
         stars_per_s = [r["stars_per_s"] for r in records if "stars_per_s" in r][-1]
         return {"steps_per_s": stars_per_s / (settings["batch_size"] * processes), "stars_per_s": stars_per_s}
 

@@ -24,7 +24,7 @@ import torch
 from datasets_builder.xp import XP_NAMES, sampled_flux
 from modeling_stellar import StarTokenizer, StellarForObservationPrediction
 from results_table import RESULTS_DIR, write_results
-from stellar_tasks.data import Split, load_split
+from stellar_tasks.data import Split, load_split, load_training_arrays, split_holdout
 from stellar_tasks.extinction import (
     EXTINCTION_NAME,
     LAWS,
@@ -37,7 +37,6 @@ from stellar_tasks.extinction import (
 )
 from stellar_tasks.inputs import LABELS
 from stellar_tasks.recipe import load_recipe
-from stellar_tasks.training import load_training_arrays, split_holdout
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +47,7 @@ def stars_of(split: str, dataset: str, tokenizer: StarTokenizer) -> Split:
         return load_split(dataset, "test", tokenizer)
     values, errors, source_ids = load_training_arrays(dataset, tokenizer)
     config = load_recipe(REPO_ROOT / "configs" / "recipe.json")[0].config
-    return split_holdout(values, errors, source_ids, config)[2]
+    return split_holdout(values, errors, source_ids, config.seed, config.validation_fraction)[2]
 
 
 def scores(folder: Path, stars: Split, n_stars: int) -> dict[str, float]:

@@ -4,7 +4,7 @@ The scores are training's own (`stellar_tasks.training.validate`): headline Teff
 chi-square of parameters + colours -> spectra, coefficient chi-square of BP -> RP and RP -> BP inpainting, the
 giant-branch and main-sequence loci against the hold-out's running median Teff, and the extinction curve's deviation
 from Fitzpatrick (1999). Lower is better for all. The hold-out is the seeded draw of the training settings given
-(the shipped recipe's seed and fraction by default, ``configs/recipe.json``: every phase uses them).
+(each model's own, from its facts: `stellar_tasks.model_folder.holdout_settings`).
 
     python benchmarks/holdout_scores.py --dataset data/apogee-gaia-xp \
         first=runs/stellar-foundation-apogee-xp/stage1 shipped=pretrained/stellar-foundation-apogee-xp
@@ -23,18 +23,20 @@ from torch.utils.data import DataLoader
 
 from modeling_stellar import StarTokenizer, StellarForObservationPrediction
 from results_table import RESULTS_DIR, write_results
-from stellar_tasks.recipe import load_recipe
-from stellar_tasks.training import TrainingConfig, load_training_arrays, split_holdout, validate
+from stellar_tasks.data import load_training_arrays, split_holdout
+from stellar_tasks.model_folder import holdout_settings
+from stellar_tasks.training import validate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def holdout_scores(folder: Path, dataset: str, config: TrainingConfig) -> dict[str, float]:
-    """`validate`'s scores of the model saved in ``folder`` on ``config``'s hold-out of ``dataset``'s train split."""
+def holdout_scores(folder: Path, dataset: str) -> dict[str, float]:
+    """`validate`'s scores of the model saved in ``folder`` on its own training hold-out of ``dataset``'s train split
+    (the seed and fraction of its facts)."""
     tokenizer = StarTokenizer.from_pretrained(str(folder))
     model = StellarForObservationPrediction.from_pretrained(str(folder))
     values, errors, source_ids = load_training_arrays(dataset, tokenizer)
-    _, valid_index, holdout = split_holdout(values, errors, source_ids, config)
+    _, valid_index, holdout = split_holdout(values, errors, source_ids, *holdout_settings(folder))
     loader = DataLoader(torch.from_numpy(valid_index), batch_size=1024)
     return validate(Accelerator(cpu=True), model, tokenizer, values, errors, loader, holdout)
 
@@ -43,16 +45,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+", help="NAME=FOLDER of a saved model, in column order")
     parser.add_argument("--dataset", required=True)
-    parser.add_argument(
-        "--recipe", default=str(REPO_ROOT / "configs" / "recipe.json"), help="its hold-out is read"
-    )
     parser.add_argument("--output", default=str(RESULTS_DIR / "holdout_scores.csv"))
     args = parser.parse_args()
-    config = load_recipe(args.recipe)[0].config
     columns = {}
     for entry in args.models:
         name, _, folder = entry.partition("=")
-        columns[name] = holdout_scores(Path(folder), args.dataset, config)
+        columns[name] = holdout_scores(Path(folder), args.dataset)
         print(name, {key: round(value, 4) for key, value in columns[name].items()}, flush=True)
     score_names = next(iter(columns.values()))
     rows = [{"score": key, **{name: scores[key] for name, scores in columns.items()}} for key in score_names]

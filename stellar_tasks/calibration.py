@@ -16,19 +16,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from astropy.stats import mad_std
 
+from datasets_builder.atomic import atomic_write
 from modeling_stellar import StarTokenizer, StellarForObservationPrediction
 
 from .data import load_split, validation_mask
 from .inference import mask_to_inputs, predict_arrays
 from .inputs import HEADLINE_INPUTS
+from .model_folder import TOKENIZER_FILE, holdout_settings, load_model
 
 __all__ = ["CALIBRATED_NAMES", "calibrate_folder", "fit_sigma_scales"]
 
@@ -92,19 +92,14 @@ def fit_sigma_scales(
 def calibrate_folder(model_dir: str | Path, dataset: str | Path, inputs: Sequence[str] | None = None) -> dict:
     """Fit the sigma factors of a saved training run's model on that run's hold-out and save them into its
     tokenizer configuration; returns ``{name: factor}``."""
-    from .report import load_model
-
     model_dir = Path(model_dir)
-    facts = json.loads((model_dir / "training_facts.json").read_text())["training"]
     model, tokenizer = load_model(model_dir)
     train = load_split(dataset, "train", tokenizer)
-    holdout = validation_mask(len(train), facts["seed"], facts["validation_fraction"])
+    holdout = validation_mask(len(train), *holdout_settings(model_dir))
     headline = HEADLINE_INPUTS if inputs is None else inputs
     scales = fit_sigma_scales(model, tokenizer, train.values[holdout], train.errors[holdout], headline)
     tokenizer.set_sigma_scales(scales)
-    with tempfile.TemporaryDirectory(dir=model_dir) as staging:
-        saved = tokenizer.save_pretrained(staging)[0]
-        os.replace(saved, model_dir / Path(saved).name)
+    atomic_write(model_dir / TOKENIZER_FILE, tokenizer.to_json_string())  # what save_pretrained writes
     return scales
 
 

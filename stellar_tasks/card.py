@@ -15,13 +15,11 @@ import json
 import math
 from pathlib import Path
 
-from huggingface_hub.constants import REPOCARD_NAME
-
 from datasets_builder.atomic import atomic_write
 
-from .distillation import DISTILLED_FOLDER
 from .hub import PIPELINE_TASK
 from .inputs import HATTORI_2024_ALPHA_M_RMSE
+from .model_folder import CARD_FILE, CONFIG_FILE, DISTILLED_FOLDER, FACTS_FILE
 
 __all__ = ["MODEL_LICENSE", "TEMPLATE_PATH", "fmt", "render_model_card", "write_model_card"]
 
@@ -127,10 +125,10 @@ def render_model_card(
     from huggingface_hub import ModelCard, ModelCardData
 
     model_dir = Path(model_dir)
-    config = json.loads((model_dir / "config.json").read_text())
-    facts_file = model_dir / "training_facts.json"
+    config = json.loads((model_dir / CONFIG_FILE).read_text())
+    facts_file = model_dir / FACTS_FILE
     facts = json.loads(facts_file.read_text()) if facts_file.is_file() else {}
-    distilled_file = model_dir / DISTILLED_FOLDER / "config.json"
+    distilled_file = model_dir / DISTILLED_FOLDER / CONFIG_FILE
     distilled = json.loads(distilled_file.read_text()) if distilled_file.is_file() else None
     repo_id = repo_id or f"stellar-foundation/{model_dir.resolve().name}"
     card_data = ModelCardData(
@@ -185,4 +183,4 @@ def fmt(value, digits: int = 3) -> str:
 
 def write_model_card(model_dir: str | Path, results: dict, **kwargs) -> Path:
     """Render the card and write it to ``<model_dir>/README.md`` atomically (temporary file, then rename)."""
-    return atomic_write(Path(model_dir) / REPOCARD_NAME, render_model_card(model_dir, results, **kwargs))
+    return atomic_write(Path(model_dir) / CARD_FILE, render_model_card(model_dir, results, **kwargs))

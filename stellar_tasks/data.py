@@ -15,7 +15,9 @@ import numpy as np
 
 from modeling_stellar import StarTokenizer
 
-__all__ = ["Split", "load_split", "split_overlap", "validation_mask"]
+from .inputs import HEADLINE_INPUTS, LABELS
+
+__all__ = ["Split", "load_split", "load_training_arrays", "split_holdout", "split_overlap", "validation_mask"]
 
 SOURCE_ID = "gaia_dr3_source_id"
 G_MAGNITUDE = "phot_g_mean_mag"
@@ -96,6 +98,35 @@ def validation_mask(n_stars: int, seed: int, fraction: float) -> np.ndarray:
     """(n_stars,) bool: the seeded validation hold-out of a train split (a ``fraction`` of its stars, drawn with
     ``seed``), on which training validates and the uncertainties are calibrated; it is never trained on."""
     return np.random.default_rng(seed).random(n_stars) < fraction
+
+
+def load_training_arrays(
+    dataset: str | Path, tokenizer: StarTokenizer
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Standardised (values, errors) float32 arrays of the dataset's train split, each (n_stars, vocab_size), and its
+    source ids (n_stars,): what training, the hold-out scores and distillation read."""
+    from datasets import load_dataset
+
+    train = load_dataset(str(dataset), split="train")
+    missing = [name for name in LABELS + HEADLINE_INPUTS if name not in train.column_names]
+    if missing:
+        raise ValueError(f"dataset {dataset!r} lacks the columns training needs: {missing}")
+    table = train.with_format("numpy")[:]
+    values, errors = tokenizer.to_arrays(table, ignore_unknown=True)
+    return values.astype(np.float32), errors.astype(np.float32), np.asarray(table[SOURCE_ID])
+
+
+def split_holdout(
+    values: np.ndarray, errors: np.ndarray, source_ids: np.ndarray, seed: int, fraction: float
+) -> tuple[np.ndarray, np.ndarray, Split]:
+    """The train split's seeded hold-out (`validation_mask` of ``seed`` and ``fraction``): (train_index, valid_index,
+    holdout), the hold-out also as a `Split` for the loci and extinction scores, which read its labels only (its G
+    magnitudes are NaN). A saved model's seed and fraction: `stellar_tasks.model_folder.holdout_settings`."""
+    in_holdout = validation_mask(len(values), seed, fraction)
+    train_index, valid_index = np.flatnonzero(~in_holdout), np.flatnonzero(in_holdout)
+    no_g_mag = np.full(len(valid_index), np.nan)
+    holdout = Split("validation", values[valid_index], errors[valid_index], source_ids[valid_index], no_g_mag)
+    return train_index, valid_index, holdout
 
 
 def split_overlap(train: Split, test: Split, test_ids_file: str | Path | None = None) -> dict[str, int]:

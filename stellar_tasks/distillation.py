@@ -24,7 +24,6 @@ distilled from, so that a retrained model never runs with a stale student:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -34,29 +33,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from astropy.stats import mad_std
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
-from transformers.utils import SAFE_WEIGHTS_NAME
 
 from datasets_builder.atomic import atomic_path
-from stellar_tasks.inference import predict_standardised
+from modeling_stellar import StarTokenizer, StellarForObservationPrediction
+
+from .data import load_training_arrays, split_holdout
+from .inference import predict_standardised
+from .inputs import HEADLINE_INPUTS, LABELS
+from .model_folder import CONFIG_FILE, DISTILLED_FOLDER, WEIGHTS_FILE, holdout_settings, weights_sha256
 
 __all__ = [
-    "DISTILLED_FOLDER",
     "DistillationConfig",
     "DistilledPredictor",
     "distill",
     "load_distilled",
-    "weights_sha256",
 ]
-
-DISTILLED_FOLDER = "distilled"
-"""Subfolder of a model folder holding its distilled predictor (``config.json`` and ``model.safetensors``)."""
-
-
-def weights_sha256(model_folder: str | os.PathLike) -> str:
-    """SHA-256 (hex) of a model folder's weights file: what ties a distilled predictor to its model."""
-    return hashlib.sha256((Path(model_folder) / SAFE_WEIGHTS_NAME).read_bytes()).hexdigest()
 
 
 DISTILLED_CARD = """---
@@ -186,10 +180,10 @@ def load_distilled(model: str | os.PathLike) -> DistilledPredictor:
         from huggingface_hub import snapshot_download
 
         model_folder = Path(
-            snapshot_download(str(model), allow_patterns=[f"{DISTILLED_FOLDER}/*", SAFE_WEIGHTS_NAME])
+            snapshot_download(str(model), allow_patterns=[f"{DISTILLED_FOLDER}/*", WEIGHTS_FILE])
         )
     folder = model_folder / DISTILLED_FOLDER
-    if not (folder / "config.json").is_file():
+    if not (folder / CONFIG_FILE).is_file():
         raise ValueError(
             f"{model_folder}: no distilled predictor ({folder} is missing): run `stellar-foundation distill "
             f"{model_folder} --dataset DATASET`, or predict without --distilled"
@@ -197,7 +191,7 @@ def load_distilled(model: str | os.PathLike) -> DistilledPredictor:
     predictor = DistilledPredictor.from_pretrained(folder).eval()
     if predictor.teacher_sha256 != weights_sha256(model_folder):
         raise ValueError(
-            f"{folder}: distilled from other weights than {model_folder / SAFE_WEIGHTS_NAME} (SHA-256 differs): "
+            f"{folder}: distilled from other weights than {model_folder / WEIGHTS_FILE} (SHA-256 differs): "
             "distill it again, or predict without --distilled"
         )
     return predictor
@@ -257,7 +251,7 @@ def distill(
     """Train the distilled predictor of a model folder and save it as ``<model_folder>/distilled``.
 
     The model answers (float32) the train split's stars that observe every input, minus the training hold-out
-    (`stellar_tasks.training.split_holdout`, the seed and fraction every stage used), plus their noise copies and
+    (`stellar_tasks.data.split_holdout`, the seed and fraction of the model's facts), plus their noise copies and
     mixtures (`DistillationConfig`). The student is fitted to those answers with each label's loss weighted by the
     inverse square of the model's own scatter on the train stars (so each label is matched relative to how well the
     model does), then scored on the hold-out: its scatter against the labels over the model's (``holdout`` in its
@@ -270,12 +264,6 @@ def distill(
     Returns:
         The distilled folder.
     """
-    from astropy.stats import mad_std
-
-    from modeling_stellar import StarTokenizer, StellarForObservationPrediction
-    from stellar_tasks.inputs import HEADLINE_INPUTS, LABELS
-    from stellar_tasks.training import TrainingConfig, load_training_arrays, split_holdout
-
     config = config or DistillationConfig()
     inputs, requests = list(inputs or HEADLINE_INPUTS), list(requests or LABELS)
     model_folder = Path(model_folder)
@@ -301,7 +289,7 @@ def distill(
     tokenizer = StarTokenizer.from_pretrained(str(model_folder))
     model = StellarForObservationPrediction.from_pretrained(str(model_folder)).eval()
     values, errors, source_ids = load_training_arrays(dataset, tokenizer)
-    train_index, valid_index, _ = split_holdout(values, errors, source_ids, TrainingConfig())
+    train_index, valid_index, _ = split_holdout(values, errors, source_ids, *holdout_settings(model_folder))
     columns, label_columns = tokenizer.convert_names_to_ids(inputs), tokenizer.convert_names_to_ids(requests)
     complete = np.isfinite(values[:, columns]).all(axis=1)
     train_index, valid_index = train_index[complete[train_index]], valid_index[complete[valid_index]]

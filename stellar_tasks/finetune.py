@@ -60,6 +60,7 @@ from .data import validation_mask
 from .hub import PIPELINE_TASK, prepare_model_folder
 from .inference import mask_to_inputs, predict_arrays
 from .inputs import COLOURS, HEADLINE_INPUTS
+from .model_folder import CARD_FILE, CHECKPOINT_DIR
 from .training import (
     TrainingConfig,
     checkpoints_in,
@@ -79,7 +80,6 @@ METHODS = ("lora", "head", "all")
 FACTS_FILE = "finetune_facts.json"
 LOG_FILE = "finetune_log.jsonl"
 RUN_FILE = "finetune_config.json"
-CHECKPOINT_DIR = "checkpoints"
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "feed_forward.0", "feed_forward.3")
 """The linear layers LoRA adapts: every attention projection and both feed-forward layers of every block."""
@@ -599,7 +599,7 @@ def write_card(folder: Path, facts: dict, name: str) -> Path:
         adapted=facts["validation_scores"]["adapted"],
         base=facts["validation_scores"]["base"],
     )
-    path = folder / "README.md"
+    path = folder / CARD_FILE
     atomic_write(path, str(card))
     return path
 

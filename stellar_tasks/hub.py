@@ -18,9 +18,18 @@ import json
 import shutil
 from pathlib import Path
 
-from huggingface_hub.constants import REPOCARD_NAME
-
 from modeling_stellar import StarTokenizer, StellarForObservationPrediction, StellarParameterPipeline
+
+from .model_folder import (
+    CARD_FILE,
+    CONFIG_FILE,
+    DISTILLED_FOLDER,
+    REQUIRED_FILES,
+    RUN_FILES,
+    UPLOAD_PATTERNS,
+    WEIGHTS_FILE,
+    weights_sha256,
+)
 
 __all__ = [
     "PIPELINE_TASK",
@@ -32,24 +41,6 @@ __all__ = [
 
 PIPELINE_TASK = "tabular-regression"
 """The Hub task of the pipeline (``pipeline_tag`` of the card, key of ``custom_pipelines``)."""
-
-RUN_FILES = ("training_facts.json", "train_log.jsonl")
-"""What a training run adds to the model folder: its recipe, hardware and time, and its log (the card cites them)."""
-
-REQUIRED_FILES = (
-    "config.json",
-    "model.safetensors",
-    "preprocessor_config.json",
-    "configuration_stellar.py",
-    "modeling_stellar.py",
-    "tokenization_stellar.py",
-    "pipeline_stellar.py",
-    REPOCARD_NAME,
-)
-"""What a model folder must hold to load with ``pipeline(model=repo, trust_remote_code=True)`` anywhere."""
-
-UPLOADED_FILES = [*REQUIRED_FILES, RUN_FILES[0]]
-"""What `push_model` uploads (exact top-level names); checkpoints, logs and other run files stay local."""
 
 
 def prepare_model_folder(
@@ -90,14 +81,14 @@ def validate_model_folder(folder: str | Path) -> dict:
     ------
     ValueError
         Naming every problem: a missing file, ``config.json`` without ``auto_map`` or without the
-        ``tabular-regression`` entry of ``custom_pipelines``, a card without YAML front matter or whose
+        ``tabular-regression`` entry of ``custom_pipelines``, a ``distilled/`` fast path of other weights, a card without YAML front matter or whose
         ``pipeline_tag`` is not ``tabular-regression``.
     """
     from huggingface_hub import metadata_load
 
     folder = Path(folder)
     problems = [f"{folder / name}: missing" for name in REQUIRED_FILES if not (folder / name).is_file()]
-    config_file, card_file = folder / "config.json", folder / REPOCARD_NAME
+    config_file, card_file = folder / CONFIG_FILE, folder / CARD_FILE
     if config_file.is_file():
         config = json.loads(config_file.read_text())
         if "AutoModel" not in config.get("auto_map", {}):
@@ -106,6 +97,16 @@ def validate_model_folder(folder: str | Path) -> dict:
             problems.append(
                 f"{config_file}: no custom_pipelines[{PIPELINE_TASK!r}] (use prepare_model_folder)"
             )
+    student_file = folder / DISTILLED_FOLDER / CONFIG_FILE
+    stale = (
+        student_file.is_file()
+        and (folder / WEIGHTS_FILE).is_file()
+        and json.loads(student_file.read_text()).get("teacher_sha256") != weights_sha256(folder)
+    )
+    if stale:
+        problems.append(
+            f"{student_file.parent}: distilled from other weights (run stellar-foundation distill again)"
+        )
     metadata: dict = {}
     if card_file.is_file():
         found = metadata_load(card_file)
@@ -161,7 +162,7 @@ def push_model(
     if dataset_repo_id is not None:
         if dataset_repo_id not in (metadata.get("datasets") or []):
             raise ValueError(
-                f"{Path(folder) / REPOCARD_NAME}: 'datasets' is {metadata.get('datasets')}, it must name {dataset_repo_id!r}"
+                f"{Path(folder) / CARD_FILE}: 'datasets' is {metadata.get('datasets')}, it must name {dataset_repo_id!r}"
             )
         from datasets_builder.publish import publish
 
@@ -171,7 +172,7 @@ def push_model(
     commit = api.upload_folder(
         repo_id=repo_id,
         folder_path=str(folder),
-        allow_patterns=UPLOADED_FILES,
+        allow_patterns=UPLOAD_PATTERNS,
         commit_message="Upload stellar-foundation model",
     )
     return (

@@ -23,12 +23,8 @@ from pathlib import Path
 
 from datasets_builder.atomic import atomic_write
 
-from .training import (
-    FACTS_FILE,
-    TrainingConfig,
-    checkpoints_in,
-    training_function,
-)
+from .model_folder import FACTS_FILE
+from .training import TrainingConfig, checkpoints_in, training_function
 from .training import build_parser as training_parser
 from .training import train as train_one_run
 

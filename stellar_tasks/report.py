@@ -41,6 +41,7 @@ from .extinction import POPULATIONS, extinction_curve, extinction_summary
 from .generation import SPECTRUM_TASKS, predict_spectra, spectrum_summary
 from .inputs import REPORT_LABELS
 from .loci import loci_summary, stellar_loci
+from .model_folder import load_model
 from .plots import (
     plot_calibration,
     plot_coefficient_scatter,
@@ -50,7 +51,7 @@ from .plots import (
     plot_spectra,
 )
 
-__all__ = ["add_evaluate_arguments", "evaluate", "load_model", "main", "render_markdown", "run_report"]
+__all__ = ["add_evaluate_arguments", "evaluate", "main", "render_markdown", "run_report"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TEST_IDS = REPO_ROOT.parent / "shared" / "data" / "test_split_gaia_dr3_source_ids.txt"
@@ -94,18 +95,6 @@ class Progress:
             file=sys.stderr,
             flush=True,
         )
-
-
-def load_model(model_dir: str | Path):
-    """The saved model and its tokenizer, through the Auto classes with ``trust_remote_code=True`` (as a Hub user
-    loads them); evaluation mode, on the GPU when there is one."""
-    from transformers import AutoFeatureExtractor, AutoModel
-
-    model = AutoModel.from_pretrained(str(model_dir), trust_remote_code=True).eval()
-    tokenizer = AutoFeatureExtractor.from_pretrained(str(model_dir), trust_remote_code=True)
-    if torch.cuda.is_available():
-        model = model.to("cuda")
-    return model, tokenizer
 
 
 def _json_ready(value):
@@ -276,8 +265,6 @@ def parameter_table(rows: list[dict], key: str = "setting") -> str:
 
 def render_markdown(results: dict) -> str:
     """The report's Markdown from ``results.json``."""
-    from .evaluation import INPUT_SETTINGS
-
     meta = results["meta"]
     settings = "\n".join(f"- ({s.key}) {s.description}" for s in INPUT_SETTINGS)
     goals = _table(

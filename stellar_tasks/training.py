@@ -33,7 +33,6 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from astropy.stats import mad_std
-from datasets import load_dataset
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -44,19 +43,19 @@ from datasets_builder.xp import sampled_flux, sampled_flux_error, xp_order
 from modeling_stellar import StarTokenizer, StellarConfig, StellarForObservationPrediction
 
 from .calibration import fit_sigma_scales
-from .data import Split, validation_mask
+from .data import Split, load_training_arrays, split_holdout
 from .extinction import extinction_curve, extinction_summary
 from .generation import SPECTRUM_TASKS, inpainting_flux_chi2
-from .hub import RUN_FILES, prepare_model_folder
+from .hub import prepare_model_folder
 from .inputs import HEADLINE_INPUTS, LABELS
 from .loci import loci_summary, stellar_loci
+from .model_folder import CHECKPOINT_DIR, FACTS_FILE, LOG_FILE
 
 __all__ = [
     "MODEL_PRESETS",
     "TrainingConfig",
     "build_parser",
     "fixed_batch",
-    "load_training_arrays",
     "main",
     "request_weights",
     "sample_batch",
@@ -64,11 +63,9 @@ __all__ = [
 ]
 
 DEFAULT_VOCABULARY = Path(modeling_stellar.__file__).resolve().parent / "vocabularies" / "apogee_gaia_xp.json"
-CHECKPOINT_DIR = "checkpoints"
 FORCE_WEIGHTS_ONLY = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
 """torch's switch that makes every ``torch.load`` use ``weights_only=True``, whatever its caller passes (`resume`)."""
 RUN_FILE = "run_config.json"
-FACTS_FILE, LOG_FILE = RUN_FILES  # training_facts.json, train_log.jsonl: what the model folder takes along
 GENERATION_TASK = next(task for task in SPECTRUM_TASKS if task.key == "parameters_colours")
 """The spectrum task the hold-out scores (`validate`): the one users compare with XGBoost."""
 INPAINTING_TASKS = tuple(task for task in SPECTRUM_TASKS if task.key in ("bp_to_rp", "rp_to_bp"))
@@ -412,29 +409,6 @@ def fixed_batch(
     return batch
 
 
-def load_training_arrays(dataset: str, tokenizer: StarTokenizer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Standardised (values, errors) arrays of the dataset's train split and its source ids."""
-    train = load_dataset(dataset, split="train")
-    missing = [name for name in LABELS + HEADLINE_INPUTS if name not in train.column_names]
-    if missing:
-        raise ValueError(f"dataset {dataset!r} lacks the columns training needs: {missing}")
-    table = train.with_format("numpy")[:]
-    values, errors = tokenizer.to_arrays(table, ignore_unknown=True)
-    return values.astype(np.float32), errors.astype(np.float32), np.asarray(table["gaia_dr3_source_id"])
-
-
-def split_holdout(
-    values: np.ndarray, errors: np.ndarray, source_ids: np.ndarray, config: TrainingConfig
-) -> tuple[np.ndarray, np.ndarray, Split]:
-    """The train split's seeded hold-out (`validation_mask`): (train_index, valid_index, holdout), the hold-out also
-    as a `Split` for the loci and extinction scores, which read its labels only (its G magnitudes are NaN)."""
-    in_holdout = validation_mask(len(values), config.seed, config.validation_fraction)
-    train_index, valid_index = np.flatnonzero(~in_holdout), np.flatnonzero(in_holdout)
-    no_g_mag = np.full(len(valid_index), np.nan)
-    holdout = Split("validation", values[valid_index], errors[valid_index], source_ids[valid_index], no_g_mag)
-    return train_index, valid_index, holdout
-
-
 def checkpoints_in(output: Path) -> list[Path]:
     """Finished checkpoint folders, oldest first (unfinished ones carry a .tmp suffix and are ignored)."""
     folder = output / CHECKPOINT_DIR
@@ -473,7 +447,9 @@ def training_function(config: TrainingConfig, args: argparse.Namespace) -> Path:
         tokenizer.set_normalization(load_stats(args.dataset))
         values, errors, source_ids = load_training_arrays(args.dataset, tokenizer)
     # Seeded hold-out drawn from the train split (the test split is never read here).
-    train_index, valid_index, holdout = split_holdout(values, errors, source_ids, config)
+    train_index, valid_index, holdout = split_holdout(
+        values, errors, source_ids, config.seed, config.validation_fraction
+    )
     if config.hidden_names:
         values[np.ix_(train_index, tokenizer.convert_names_to_ids(config.hidden_names))] = np.nan
     if config.train_fraction < 1.0:

@@ -74,7 +74,7 @@ def test_calibrate_folder_uses_the_runs_own_holdout(tmp_path):
     assert {name: saved[name] for name in scales} == scales
     # the same factors follow from fitting on the hold-out drawn with the run's seed and fraction
     from stellar_tasks.data import load_split
-    from stellar_tasks.report import load_model
+    from stellar_tasks.model_folder import load_model
 
     model, tokenizer = load_model(folder)
     tokenizer.set_sigma_scales(dict.fromkeys(scales, 1.0))

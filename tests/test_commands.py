@@ -11,7 +11,8 @@ import pytest
 
 from stellar_tasks import recipe
 from stellar_tasks.cli import build_parser, main
-from stellar_tasks.hub import RUN_FILES, prepare_model_folder, validate_model_folder
+from stellar_tasks.hub import prepare_model_folder, validate_model_folder
+from stellar_tasks.model_folder import RUN_FILES
 from tests.conftest import REPO_ROOT, create_test_model, create_test_tokenizer
 
 SUBCOMMANDS = {"build", "train", "evaluate", "predict", "distill", "export", "finetune", "push"}

@@ -19,13 +19,13 @@ from transformers import pipeline
 from stellar_tasks.catalogue import predict_table
 from stellar_tasks.cli import main
 from stellar_tasks.distillation import (
-    DISTILLED_FOLDER,
     DistillationConfig,
     DistilledPredictor,
     distill,
     load_distilled,
 )
 from stellar_tasks.inputs import HEADLINE_COLUMNS, HEADLINE_INPUTS, LABELS
+from stellar_tasks.model_folder import DISTILLED_FOLDER
 from tests.conftest import REPO_ROOT
 
 MODEL = REPO_ROOT / "pretrained" / "stellar-foundation-apogee-xp"

@@ -26,10 +26,13 @@ from accelerate import Accelerator
 from hub_server import HubServer
 from test_publish import make_dataset_folder
 
+from datasets_builder.layout import load_stats
 from stellar_tasks import training
 from stellar_tasks.card import render_model_card
 from stellar_tasks.cli import main
+from stellar_tasks.distillation import DistillationConfig, distill
 from stellar_tasks.hub import prepare_model_folder, push_model, validate_model_folder
+from stellar_tasks.model_folder import DISTILLED_FOLDER, FACTS_FILE
 from tests.conftest import REPO_ROOT, create_test_stars, create_test_tokenizer
 from tests.test_card import SCATTER
 from tests.test_card import _results as report_results
@@ -142,6 +145,45 @@ def test_push_command(hub, model_folder, capsys, monkeypatch):
     assert url.endswith(f"/{MODEL_REPO}/commit/{sha}") and pin == f"pin this revision: {sha}"
     assert usage == f'AutoModel.from_pretrained("{MODEL_REPO}", trust_remote_code=True, revision="{sha}")'
     assert hub.commit_titles(MODEL_REPO) == ["Upload stellar-foundation model", "initial commit"]
+
+
+@pytest.mark.slow
+def test_push_then_predict_from_the_hub_with_the_distilled_fast_path(hub, tiny_dataset, tmp_path):
+    """The student travels with the model: ``predict --model user/repo --distilled`` serves rows from the Hub."""
+    tokenizer = create_test_tokenizer()
+    tokenizer.set_normalization(load_stats(tiny_dataset))
+    folder = prepare_model_folder(lively_model(), tokenizer, tmp_path / "model")
+    (folder / "README.md").write_text(render_model_card(folder, report_results(), dataset_id=DATASET_REPO))
+    (folder / FACTS_FILE).write_text(json.dumps({"training": {"seed": 42, "validation_fraction": 0.05}}))
+    quick = DistillationConfig(noise_copies=0, mixture_copies=0, hidden_dims=(32,), members=1, epochs=2)
+    distill(folder, str(tiny_dataset), quick, log=lambda message: None)
+    weights = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(weights[:-4] + bytes(4))  # other weights: the student is stale
+    with pytest.raises(ValueError, match="distilled from other weights"):
+        push_model(folder, MODEL_REPO, token=TOKEN)
+    (folder / "model.safetensors").write_bytes(weights)
+    push_model(folder, MODEL_REPO, token=TOKEN)
+    remote = hub.files(MODEL_REPO)
+    assert {f"{DISTILLED_FOLDER}/config.json", f"{DISTILLED_FOLDER}/model.safetensors", FACTS_FILE} <= set(
+        remote
+    )
+    assert not any(name.startswith("checkpoints") for name in remote)
+
+    stars = next((tiny_dataset / "data").glob("test-*.parquet"))
+    environment = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), **hub_environment(hub)}
+    command = [sys.executable, "-m", "stellar_tasks", "predict", str(stars), "--model", MODEL_REPO, "--distilled",
+               "--input-names", "headline", "--output", str(tmp_path / "out.parquet")]  # fmt: skip
+    result = subprocess.run(
+        command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    served = re.search(
+        r"(\d+) rows, (\d+) predicted \((\d+) by the model, (\d+) by the distilled\)", result.stderr
+    )
+    assert served is not None, result.stderr[-2000:]
+    rows, predicted, by_model, by_student = map(int, served.groups())
+    assert rows == predicted == by_model + by_student and by_student > 0
+    assert hub.unhandled == []
 
 
 PINNED_LOAD = textwrap.dedent(

@@ -9,8 +9,9 @@ import json
 import pytest
 
 from stellar_tasks import recipe as recipe_module
+from stellar_tasks.model_folder import FACTS_FILE
 from stellar_tasks.recipe import RECIPE_FILE, final_folder, load_recipe, main
-from stellar_tasks.training import FACTS_FILE, TrainingConfig
+from stellar_tasks.training import TrainingConfig
 from tests.conftest import REPO_ROOT
 
 SHIPPED = REPO_ROOT / "pretrained" / "stellar-foundation-apogee-xp"

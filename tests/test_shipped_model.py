@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from stellar_tasks.card import LABEL_NAMES, render_model_card
-from stellar_tasks.hub import REQUIRED_FILES
 from stellar_tasks.inputs import HEADLINE_INPUTS, REPORT_LABELS
+from stellar_tasks.model_folder import REQUIRED_FILES
 from tests.conftest import REPO_ROOT
 from tests.mutations import copy_model_folder, fake_card_numbers, scale_sigma_scales
 

@@ -18,6 +18,7 @@ import torch
 
 from modeling_stellar import StellarForObservationPrediction
 from stellar_tasks import training
+from stellar_tasks.model_folder import FACTS_FILE, LOG_FILE
 from tests.conftest import REPO_ROOT, create_test_tokenizer
 
 TINY_TRAINING = {
@@ -63,14 +64,14 @@ def _run(dataset: Path, output: Path, config: Path, *extra: str, **popen) -> sub
 
 
 def _losses(output: Path, after: int = 0) -> dict[int, float]:
-    records = [json.loads(line) for line in (output / training.LOG_FILE).read_text().splitlines()]
+    records = [json.loads(line) for line in (output / LOG_FILE).read_text().splitlines()]
     return {r["step"]: r["loss"] for r in records if "loss" in r and r["step"] > after}
 
 
 def _steps_since_resume(output: Path) -> tuple[int, list[int]]:
     """The step the last ``--resume`` of a run says it started from (its log's ``resumed_from`` record), and the steps
     whose losses were logged after that record, in order: what that resumed process trained."""
-    records = [json.loads(line) for line in (output / training.LOG_FILE).read_text().splitlines()]
+    records = [json.loads(line) for line in (output / LOG_FILE).read_text().splitlines()]
     start = max(k for k, record in enumerate(records) if "resumed_from" in record)
     return records[start]["resumed_from"], [r["step"] for r in records[start + 1 :] if "loss" in r]
 
@@ -374,9 +375,9 @@ def test_killed_run_resumes_with_identical_losses(tiny_dataset, tiny_config, tmp
     assert sorted(got) == list(range(resumed_from + 1, 17))
     assert got == expected
     # the resumed run's clock goes on from the killed one's: its facts count both parts
-    before = training.logged_minutes(interrupted / training.LOG_FILE, resumed_from)
+    before = training.logged_minutes(interrupted / LOG_FILE, resumed_from)
     assert before > 0
-    facts = json.loads((interrupted / training.FACTS_FILE).read_text())
+    facts = json.loads((interrupted / FACTS_FILE).read_text())
     assert facts["train_minutes"] > before
     # the saved model is the weight average, restored from the checkpoint with the rest of the state (equal to the
     # last few bits: a resumed run's average was seen up to 4 float32 ulp off on a few weights)
@@ -404,7 +405,7 @@ def test_a_resume_that_trains_again_from_step_0_is_caught(tiny_dataset, tiny_con
         "resume_ignoring_the_checkpoint", tiny_dataset, run, tiny_config, "--stop-at-step", "12", "--resume"
     )
     assert broken.returncode == 0, broken.stderr[-2000:]
-    records = [json.loads(line) for line in (run / training.LOG_FILE).read_text().splitlines()]
+    records = [json.loads(line) for line in (run / LOG_FILE).read_text().splitlines()]
     start = next(k for k, record in enumerate(records) if "resumed_from" in record)
     again = {r["step"]: r["loss"] for r in records[start:] if "loss" in r and r["step"] <= 8}
     assert again == {r["step"]: r["loss"] for r in records[:start] if "loss" in r}
@@ -429,10 +430,10 @@ def test_warm_restart_starts_from_the_saved_weights_and_refuses_another_architec
     before, after = (load_file(tmp_path / run / "model.safetensors") for run in ("first", "second"))
     assert before.keys() == after.keys()
     assert all(np.allclose(before[key], after[key], rtol=0, atol=1e-6) for key in before)
-    facts = json.loads((tmp_path / "second" / training.FACTS_FILE).read_text())
+    facts = json.loads((tmp_path / "second" / FACTS_FILE).read_text())
     assert facts["steps"] == 2 and facts["initialised_from"]["steps"] == 4  # the card tells both runs
     # the restart first scores its starting weights, before any step
-    log = [json.loads(line) for line in (tmp_path / "second" / training.LOG_FILE).read_text().splitlines()]
+    log = [json.loads(line) for line in (tmp_path / "second" / LOG_FILE).read_text().splitlines()]
     start = next(record for record in log if "validation" in record)
     assert start["step"] == 0 and set(start["validation"]) == {
         "teff",
@@ -503,14 +504,14 @@ def test_saved_folder_is_hub_ready_and_loads(tiny_dataset, tiny_config, tmp_path
     vocabulary = json.loads((folder / "preprocessor_config.json").read_text())["vocabulary"]
     teff = next(entry for entry in vocabulary if entry["name"] == "teff")
     assert teff["center"] == pytest.approx(stats["teff"]["center"])  # normalisation came with the dataset
-    validation = [json.loads(line) for line in (folder / training.LOG_FILE).read_text().splitlines()]
+    validation = [json.loads(line) for line in (folder / LOG_FILE).read_text().splitlines()]
     assert any("validation" in record for record in validation)
 
 
 def test_max_minutes_stops_cleanly_with_a_checkpoint_and_a_model(tiny_dataset, tiny_config, tmp_path):
     result = _run(tiny_dataset, tmp_path / "run", tiny_config, "--max-minutes", "0.0001")
     assert result.returncode == 0, result.stderr[-2000:]
-    records = [json.loads(line) for line in (tmp_path / "run" / training.LOG_FILE).read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "run" / LOG_FILE).read_text().splitlines()]
     assert records[-1]["stopped"] == "max_minutes" and records[-1]["step"] < TINY_TRAINING["max_steps"]
     assert training.checkpoints_in(tmp_path / "run")[-1].name == f"step_{records[-1]['step']}"
     assert (tmp_path / "run" / "model.safetensors").is_file()
@@ -549,7 +550,7 @@ def test_a_run_started_before_a_setting_existed_resumes(tmp_path):
 
 
 def test_logged_minutes_are_those_at_or_before_the_step(tmp_path):
-    log = tmp_path / training.LOG_FILE
+    log = tmp_path / LOG_FILE
     assert training.logged_minutes(log, 10) == 0.0  # no log yet
     records = [{"step": 0, "minutes": 0.0}, {"step": 50, "minutes": 1.5}, {"resumed_from": 50},
                {"step": 100, "minutes": 3.0}, {"step": 150, "minutes": 4.5}]  # fmt: skip
@@ -587,7 +588,7 @@ def test_train_fraction_trains_on_a_seeded_share_of_the_train_stars(tiny_dataset
         config.write_text(json.dumps({**TINY_TRAINING, "train_fraction": fraction}))
         result = _run(tiny_dataset, tmp_path / f"run_{fraction}", config, "--stop-at-step", "2")
         assert result.returncode == 0, result.stderr[-2000:]
-        records = [json.loads(line) for line in (tmp_path / f"run_{fraction}" / training.LOG_FILE).open()]
+        records = [json.loads(line) for line in (tmp_path / f"run_{fraction}" / LOG_FILE).open()]
         epochs[fraction] = next(r["epoch"] for r in records if r.get("step") == 2 and "epoch" in r)
     # half the stars: an epoch has half the steps, so the same step is twice as far into training
     assert epochs[0.5] / epochs[1.0] == pytest.approx(2.0, rel=0.1)
@@ -614,5 +615,5 @@ def test_train_py_is_a_leaf():
                 importers.append(str(path.relative_to(REPO_ROOT)))
     assert importers == []
     script = (REPO_ROOT / "train.py").read_text(encoding="utf-8")
-    assert "from stellar_tasks.training import main" in script
+    assert "from stellar_tasks.recipe import main" in script  # one run or a recipe, like the command
     assert len(script.splitlines()) < 60

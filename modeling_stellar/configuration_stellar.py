@@ -78,6 +78,13 @@ class StellarConfig(PreTrainedConfig):
             each request's term by its detached variance to the power beta (beta-NLL, Seitzer et al. 2022).
             Measured on 600 supervised steps of the d_model=64 model: beta=0.5 gave 141 K / 0.30 / 0.19 dex
             against 126 K / 0.26 / 0.21 for beta=0, so 0 it is.
+        is_encoder_decoder (`bool`, *optional*, defaults to `True`):
+            Inherited flag, true for every stellar model (false is refused): the encoder reads the star, the
+            decoder answers the requests, and the outputs are named as transformers' seq2seq outputs
+            (`encoder_hidden_states`, `decoder_hidden_states`, `encoder_attentions`, `cross_attentions`,
+            `encoder_last_hidden_state`). transformers' common model tests pick those fields, rather than
+            `hidden_states` / `attentions`, from this flag. Nothing generates, so generation never reads it;
+            a folder saved without it (the shipped one) loads with the default.
 
     transformers' common names map onto ours (`attribute_map`): ``hidden_size`` is ``d_model``,
     ``num_attention_heads`` is ``encoder_attention_heads`` (one entry per encoder block, as Swin's
@@ -120,6 +127,8 @@ class StellarConfig(PreTrainedConfig):
     initializer_range: float = 0.02
     # ours: the loss
     nll_beta: float = 0.0
+    # inherited: an encoder over the star and a decoder over the requests, whatever the sizes
+    is_encoder_decoder: bool = True
 
     @property
     def encoder_layers(self) -> int:
@@ -198,3 +207,8 @@ class StellarConfig(PreTrainedConfig):
             )
         if not 0.0 <= self.nll_beta <= 1.0:
             raise ValueError(f"StellarConfig.nll_beta must be in [0, 1], got {self.nll_beta}")
+        if self.is_encoder_decoder is not True:
+            raise ValueError(
+                "StellarConfig.is_encoder_decoder must be True (the model is an encoder over the star and a "
+                f"decoder over the requests), got {self.is_encoder_decoder!r}"
+            )

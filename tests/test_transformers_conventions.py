@@ -6,8 +6,9 @@ not in the wheel and expect a language-model layout (``input_ids`` alone, an ``n
 own checks of the same promises. Left out, and why:
 
 - ``num_labels`` / ``id2label`` round trips: the model has no classification head, it regresses requests.
-- ``test_attention_outputs`` for self-attention in the decoder: the decoder has none (requests are
-  independent), so only encoder attentions and cross-attentions exist; both are checked below.
+- ``test_attention_outputs`` for self-attention in the decoder (and ``decoder_attentions`` in
+  ``test_retain_grad_hidden_states_attentions``): the decoder has none (requests are independent), so only
+  encoder attentions and cross-attentions exist; both are checked below.
 - generation, past key values, gradient checkpointing, head masking, torchscript/fx, flash/flex attention,
   tensor/pipeline parallel plans: nothing generates, no cache exists, and only "sdpa" and "eager" kernels are
   offered (``_supports_sdpa``; any other ``attn_implementation`` is refused by transformers itself), chosen
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 
 from modeling_stellar import StellarConfig, StellarForObservationPrediction, StellarModel
-from tests.conftest import create_test_config, create_test_model, create_test_stars
+from tests.conftest import REPO_ROOT, create_test_config, create_test_model, create_test_stars
 
 REQUESTS = ["teff", "logg", "jh"]
 
@@ -87,6 +88,27 @@ def test_invalid_nll_beta_raises_naming_it():
 
 
 # ----------------------------------------------------------------------------------------- ModelTesterMixin
+def _mixin_encoder_hidden_states(output, config: StellarConfig) -> tuple[torch.Tensor, ...]:
+    # ModelTesterMixin.test_hidden_states_output picks the encoder's states by the config's flag; without it,
+    # `hidden_states`, which an encoder-decoder output does not have.
+    return output.encoder_hidden_states if config.is_encoder_decoder else output.hidden_states
+
+
+def test_config_says_encoder_decoder_as_the_outputs_are_named(tmp_path):
+    # The outputs carry seq2seq names (encoder_/decoder_hidden_states, encoder_attentions, cross_attentions), which
+    # transformers' common code reads only when `config.is_encoder_decoder`; so every stellar config says so.
+    assert create_test_config().is_encoder_decoder and StellarConfig.published().is_encoder_decoder
+    shipped = REPO_ROOT / "pretrained" / "stellar-foundation-apogee-xp"
+    # the shipped folder was saved before the flag: it loads with the class default
+    assert "is_encoder_decoder" not in json.loads((shipped / "config.json").read_text())
+    assert StellarConfig.from_pretrained(shipped).is_encoder_decoder
+    create_test_config().save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["is_encoder_decoder"] is True
+    assert StellarConfig.from_pretrained(tmp_path).is_encoder_decoder
+    with pytest.raises(ValueError, match="is_encoder_decoder"):
+        StellarConfig(is_encoder_decoder=False)
+
+
 @pytest.mark.parametrize("model_class", [StellarModel, StellarForObservationPrediction])
 def test_hidden_states_output(model_class, tokenizer):
     config = create_test_config(decoder_attention_heads=[4, 2, 2], decoder_ffn_dims=[32, 16, 16])
@@ -98,7 +120,7 @@ def test_hidden_states_output(model_class, tokenizer):
         model(**batch, output_hidden_states=True),
         model_class(_with(config, output_hidden_states=True)).eval()(**batch),  # the config's flag
     ):
-        assert len(output.encoder_hidden_states) == config.num_hidden_layers + 1
+        assert len(_mixin_encoder_hidden_states(output, config)) == config.num_hidden_layers + 1
         assert len(output.decoder_hidden_states) == config.decoder_layers + 1 == 4
         assert all(h.shape == (3, length, config.hidden_size) for h in output.encoder_hidden_states)
         assert all(h.shape == (3, requests, config.hidden_size) for h in output.decoder_hidden_states)
@@ -109,15 +131,27 @@ def test_hidden_states_output(model_class, tokenizer):
     torch.testing.assert_close(full.decoder_hidden_states[-1], last, rtol=0, atol=0)
 
 
-def test_hidden_states_keep_their_gradient(tokenizer):
-    # ModelTesterMixin.test_retain_grad_hidden_states_attentions
-    model = create_test_model(attn_implementation="eager").train()
-    output = model(**_batch(tokenizer), output_hidden_states=True, output_attentions=True)
-    output.encoder_hidden_states[0].retain_grad()
-    output.cross_attentions[0].retain_grad()
-    output.loss.backward()
-    assert output.encoder_hidden_states[0].grad is not None
-    assert output.cross_attentions[0].grad is not None
+@pytest.mark.parametrize("model_class", [StellarModel, StellarForObservationPrediction])
+def test_retain_grad_hidden_states_attentions(model_class, tokenizer):
+    # ModelTesterMixin's seq2seq branch (taken as `config.is_encoder_decoder`): the first encoder and decoder
+    # states and attention weights keep a gradient of the first output. Its `decoder_attentions` (decoder
+    # self-attention) does not exist here: requests attend only to the star, through `cross_attentions`.
+    flags = {"output_hidden_states": True, "output_attentions": True}  # set on the config, as the mixin does
+    config = create_test_config(attn_implementation="eager", **flags)
+    assert config.is_encoder_decoder
+    torch.manual_seed(0)
+    output = model_class(config).train()(**_batch(tokenizer))
+    kept = {
+        "encoder_hidden_states": output.encoder_hidden_states[0],
+        "decoder_hidden_states": output.decoder_hidden_states[0],
+        "encoder_attentions": output.encoder_attentions[0],
+        "cross_attentions": output.cross_attentions[0],
+    }
+    assert "decoder_attentions" not in output
+    for tensor in kept.values():
+        tensor.retain_grad()
+    output[0].flatten()[0].backward(retain_graph=True)  # the loss, or the first request's first state
+    assert {name: tensor.grad is not None for name, tensor in kept.items()} == dict.fromkeys(kept, True)
 
 
 def test_attention_outputs_with_eager_and_equal_to_sdpa(tokenizer):

@@ -71,6 +71,12 @@ class StellarDecoderOutput(ModelOutput):
 class StellarModelOutput(ModelOutput):
     """Output of `StellarModel.forward`.
 
+    The fields are named as transformers' `Seq2SeqModelOutput` because the config says `is_encoder_decoder`:
+    code written for any encoder-decoder model (its common model tests among it) reads `encoder_hidden_states`,
+    `decoder_hidden_states`, `encoder_attentions` and `cross_attentions` when that flag is set, and
+    `hidden_states` / `attentions` when it is not. There is no `decoder_attentions`: the decoder has no
+    self-attention (each request attends to the star alone).
+
     Args:
         last_hidden_state (`torch.FloatTensor` of shape `(batch, R, d_model)`):
             Decoder state of every request.
@@ -97,7 +103,8 @@ class StellarModelOutput(ModelOutput):
 
 @dataclass
 class StellarPredictionOutput(ModelOutput):
-    """Output of `StellarForObservationPrediction.forward`.
+    """Output of `StellarForObservationPrediction.forward`: the encoder-decoder fields of `StellarModelOutput`
+    (named as transformers' seq2seq outputs, for the same reason) after the loss and the Gaussian.
 
     Args:
         loss (`torch.FloatTensor` of shape `()`, returned when `labels` is given):

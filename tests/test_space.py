@@ -170,6 +170,7 @@ def star_of_xp_export(path, phot_g_mean_mag: float) -> dict[str, float]:
 @pytest.mark.slow
 def test_space_in_a_headless_browser(space, browser, shared_dir):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -209,7 +210,8 @@ def test_space_in_a_headless_browser(space, browser, shared_dir):
     wait.until(ec.text_to_be_present_in_element((By.ID, "xp-file"), export.stem))  # upload finished
     g_box = browser.find_element(By.CSS_SELECTOR, "#g-mag input")
     g_box.clear()
-    g_box.send_keys("12.3")
+    g_box.send_keys("12.3", Keys.TAB)  # leave the box: the page commits the whole number before the click
+    wait.until(lambda _: g_box.get_attribute("value") == "12.3")
     browser.find_element(By.ID, "predict-file").click()
     uploaded = read_results(browser, previous=typed)
     assert uploaded == expected_texts(model_folder, star_of_xp_export(export, 12.3))

@@ -121,6 +121,7 @@ def scratch_folder(model: Path, folder: Path, seed: int) -> Path:
 def run(args: argparse.Namespace) -> Path:
     dataset, model = Path(args.dataset), Path(args.model)
     test, train = test_stars(dataset)
+    every_test = test  # the whole test split (the parallax curve scores its stars with g_fakemag)
     labels = list(REPORT_LABELS) if args.experiment == "labels" else ["teff", "logg", "fe_h"]
     has = lambda table, names: np.all([np.isfinite(np.asarray(table[n], float)) for n in names], axis=0)  # noqa: E731
     if args.experiment == "parallax":
@@ -160,7 +161,6 @@ def run(args: argparse.Namespace) -> Path:
                 rows.append({"n": n, "method": method, "label": name, "scatter": scatter, "z_robust_std": z,
                              "test_stars": stars, "minutes": minutes})  # fmt: skip
             if args.experiment == "parallax":  # old skills: the headline inputs alone, on every test star
-                every_test, _ = test_stars(dataset)
                 for name, (scatter, z, stars) in score(
                     folder, every_test, list(HEADLINE_INPUTS), labels
                 ).items():
@@ -174,7 +174,6 @@ def run(args: argparse.Namespace) -> Path:
         write_results(RESULTS_DIR / f"adapt_{args.experiment}_stars.csv", drawn)
         print(f"N = {n}: written")
     if args.experiment == "parallax":
-        every_test, _ = test_stars(dataset)
         for name, (scatter, z, stars) in score(model, every_test, list(HEADLINE_INPUTS), labels).items():
             rows.append({"n": 0, "method": "base model, headline inputs, whole test split", "label": name,
                          "scatter": scatter, "z_robust_std": z, "test_stars": stars, "minutes": 0.0})  # fmt: skip

@@ -66,6 +66,8 @@ from .training import (
     checkpoints_in,
     fixed_batch,
     get_lr_lambda,
+    guard_output_folder,
+    logged_minutes,
     request_weights,
     robust_scatter,
     sample_batch,
@@ -342,7 +344,7 @@ def finetune(
             }
         )
     )
-    _guard_run_folder(output, run_record, resume)
+    guard_output_folder(output, run_record, resume, RUN_FILE)
     batch_size = min(config.batch_size, len(train_index))
     sampling = config.sampling(new_names, batch_size)
     weight = request_weights(tokenizer, sampling)
@@ -356,11 +358,12 @@ def finetune(
     if resume:
         state = _load_checkpoint(output, trained, optimizer, scheduler)
         write_log(log, {"resumed_from": state["step"]})
-    started = time.monotonic() - 60 * _logged_minutes(log)
+    started = time.monotonic() - 60 * logged_minutes(log, state["step"])
     validate = _validation(tokenizer, values[valid_index], errors[valid_index], inputs, targets, device)
     if state["step"] == 0:
-        state["best_loss"] = validate(trained)["loss"]
-        write_log(log, {"step": 0, "minutes": 0.0, "validation": validate(trained)})
+        scores = validate(trained)
+        state["best_loss"] = scores["loss"]
+        write_log(log, {"step": 0, "minutes": 0.0, "validation": scores})
     while state["step"] < config.max_steps:
         step = state["step"]
         rng = np.random.default_rng([config.seed, step])
@@ -474,30 +477,12 @@ def _base_scores(model, table: Table, valid_index: np.ndarray, targets: Sequence
     return _scores(base, tokenizer, values, errors, HEADLINE_INPUTS, known)
 
 
-def _guard_run_folder(output: Path, run_record: dict, resume: bool) -> None:
-    """Refuse to mix runs (as `stellar_tasks.training.guard_output_folder` does for training)."""
-    record_file = output / RUN_FILE
-    if record_file.is_file():
-        if json.loads(record_file.read_text()) != run_record:
-            raise ValueError(f"{output} holds another fine-tuning run: use a new --output folder")
-        if not resume and checkpoints_in(output):
-            raise ValueError(f"{output} already holds checkpoints of this run: pass --resume to continue it")
-    elif resume:
-        raise ValueError(f"--resume: {output} holds no fine-tuning run to resume")
-    elif output.exists() and any(output.iterdir()):
-        raise ValueError(f"{output} is not empty: choose a new --output folder")
-    else:
-        output.mkdir(parents=True, exist_ok=True)
-        atomic_write(record_file, json.dumps(run_record, indent=2, sort_keys=True))
-
-
 def _save_checkpoint(output: Path, state: dict, model, optimizer, scheduler) -> None:
     """One file per checkpoint (written atomically), the previous ones removed."""
     folder = output / CHECKPOINT_DIR / f"step_{state['step']}"
     folder.mkdir(parents=True, exist_ok=True)
     payload = {
-        **{k: v for k, v in state.items() if k != "best_weights"},
-        "best_weights": state["best_weights"],
+        **state,
         "model": _trained_state(model),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -524,13 +509,6 @@ def _load_checkpoint(output: Path, model, optimizer, scheduler) -> dict:
     optimizer.load_state_dict(payload.pop("optimizer"))
     scheduler.load_state_dict(payload.pop("scheduler"))
     return payload
-
-
-def _logged_minutes(log: Path) -> float:
-    if not log.is_file():
-        return 0.0
-    records = (json.loads(line) for line in log.read_text().splitlines() if line.strip())
-    return max((r.get("minutes", 0.0) for r in records), default=0.0)
 
 
 # ------------------------------------------------------------------------------------------- the card

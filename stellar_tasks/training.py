@@ -590,17 +590,19 @@ def load_initial_weights(model: StellarForObservationPrediction, folder: Path) -
     model.load_state_dict(started.state_dict())
 
 
-def guard_output_folder(output: Path, run_record: dict, resume: bool) -> None:
-    """Refuse to mix runs: an output folder holding another run's settings is an error, never overwritten."""
-    record_file = output / RUN_FILE
+def guard_output_folder(output: Path, run_record: dict, resume: bool, record_name: str = RUN_FILE) -> None:
+    """Refuse to mix runs: an output folder holding another run's settings (its ``record_name``: a training run's, or
+    `stellar_tasks.finetune`'s) is an error, never overwritten."""
+    record_file = output / record_name
     if record_file.exists():
         previous = json.loads(record_file.read_text())
-        # settings added since that run started count at their defaults: a run of an older version resumes
-        defaults = json.loads(json.dumps(dataclasses.asdict(TrainingConfig())))
-        previous["training"] = {**defaults, **previous.get("training", {})}
+        if "training" in run_record:
+            # settings added since that run started count at their defaults: a run of an older version resumes
+            defaults = json.loads(json.dumps(dataclasses.asdict(TrainingConfig())))
+            previous["training"] = {**defaults, **previous.get("training", {})}
         if previous != run_record:
             raise ValueError(
-                f"{output} holds another run (its {RUN_FILE} differs from these settings); "
+                f"{output} holds another run (its {record_name} differs from these settings); "
                 "use a new --output folder, or the same settings to --resume"
             )
         if not resume and checkpoints_in(output):
@@ -608,7 +610,7 @@ def guard_output_folder(output: Path, run_record: dict, resume: bool) -> None:
     elif resume:
         raise ValueError(f"--resume: {output} holds no run to resume")
     elif output.exists() and any(output.iterdir()):
-        raise ValueError(f"{output} is not empty and holds no run of train.py: choose a new --output folder")
+        raise ValueError(f"{output} is not empty and holds no run: choose a new --output folder")
     else:
         output.mkdir(parents=True, exist_ok=True)
         atomic_write(record_file, json.dumps(run_record, indent=2, sort_keys=True))

@@ -13,6 +13,7 @@ from stellar_tasks.model_folder import FACTS_FILE
 from stellar_tasks.recipe import RECIPE_FILE, final_folder, load_recipe, main
 from stellar_tasks.training import TrainingConfig
 from tests.conftest import REPO_ROOT
+from tests.test_train import TINY_TRAINING
 
 SHIPPED = REPO_ROOT / "pretrained" / "stellar-foundation-apogee-xp"
 RECIPE = REPO_ROOT / "configs" / "recipe.json"
@@ -66,22 +67,8 @@ def test_a_recipe_without_phases_or_with_an_unknown_setting_is_refused_naming_it
         load_recipe(chained)
 
 
-TINY = {
-    "model_overrides": {
-        "d_model": 16,
-        "encoder_attention_heads": [2],
-        "encoder_ffn_dims": [32],
-        "decoder_attention_heads": [2],
-        "decoder_ffn_dims": [32],
-        "head_hidden_dims": [16],
-    },
-    "batch_size": 32,
-    "max_steps": 6,
-    "warmup_steps": 2,
-    "checkpoint_every": 2,
-    "validation_every": 1000,
-    "log_every": 1,
-}
+TINY = {**TINY_TRAINING, "max_steps": 6, "warmup_steps": 2, "checkpoint_every": 2, "validation_every": 1000}
+"""The training tests' tiny model and settings, six steps long."""
 
 
 def test_the_runner_trains_each_phase_on_the_last_and_resumes_a_stopped_one(
